@@ -1,0 +1,566 @@
+"""The project's single image decoder and encoder.
+
+Every command, ``tf.data`` pipeline and export goes through this module so that
+8-bit and 16-bit images, grayscale, alpha and broken files are handled the same
+way everywhere.
+
+Conventions:
+
+* Pixel arrays are float32, HWC, values in [0, 1]. Colour images are RGB;
+  grayscale files are replicated to three channels on read (``ImageData.grayscale``
+  remembers that the file was gray, so it can be written back as gray).
+* 16-bit files keep their full precision (65536 levels); 8-bit files map
+  ``v -> v / 255``.
+* Every failure (missing file, folder, unknown or corrupt data, unsupported
+  layout) raises :class:`ImageError`, a ``ValueError`` whose message is one
+  sentence naming the file.
+
+Decoders by format: PNG and JPEG through TensorFlow (``tf.io.decode_png`` with
+``dtype=uint16`` keeps 16 bits); TIFF through ``tifffile`` (8/16-bit, float);
+BMP, GIF (first frame) and WebP through Pillow, because TensorFlow's BMP decoder
+returns palette indices instead of colours for paletted BMPs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import tempfile
+from typing import Optional, Union
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+__all__ = [
+    "ImageData",
+    "ImageError",
+    "READ_EXTENSIONS",
+    "WRITE_EXTENSIONS",
+    "decode_image_bytes",
+    "decode_image_tensor",
+    "encode_image_bytes",
+    "encode_png_tensor",
+    "is_image_file",
+    "quantize",
+    "read_image",
+    "write_image",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: File extensions :func:`read_image` understands (lower case, with the dot).
+READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+#: File extensions :func:`write_image` can produce.
+WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic + BigTIFF
+_GIF_MAGICS = (b"GIF87a", b"GIF89a")
+
+# ITU-R BT.601 luma weights, used when an RGB image is written as grayscale.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class ImageError(ValueError):
+    """An image could not be read or written; the message names the file."""
+
+
+@dataclasses.dataclass
+class ImageData:
+    """A decoded image.
+
+    Attributes:
+      rgb: float32 array HxWx3 with values in [0, 1]; gray files are replicated to
+        three equal channels.
+      alpha: float32 array HxWx1 in [0, 1] (1 = opaque), or None without alpha.
+      bit_depth: 8 or 16: the precision stored in the file (float TIFFs report 16).
+      grayscale: True when the file stores one gray channel (plus optional alpha).
+      format: "png", "jpeg", "tiff", "bmp", "gif" or "webp".
+    """
+
+    rgb: np.ndarray
+    alpha: Optional[np.ndarray]
+    bit_depth: int
+    grayscale: bool
+    format: str
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+# --------------------------------------------------------------------------- #
+# Reading
+# --------------------------------------------------------------------------- #
+def is_image_file(path: PathLike) -> bool:
+    """True when ``path`` is a regular file with an extension :func:`read_image` reads."""
+    path = os.fspath(path)
+    return os.path.isfile(path) and os.path.splitext(path)[1].lower() in READ_EXTENSIONS
+
+
+def read_image(path: PathLike) -> ImageData:
+    """Reads an image file (PNG, JPEG, TIFF, BMP, GIF first frame, WebP).
+
+    The format is detected from the file's content, not its extension. 8-bit and
+    16-bit data are kept exactly; JPEG EXIF orientation is applied.
+
+    Args:
+      path: file to read.
+
+    Returns:
+      An :class:`ImageData` with ``rgb`` float32 HxWx3 in [0, 1].
+
+    Raises:
+      ImageError: the file is missing, a folder, empty, not a decodable image,
+        truncated or corrupt, has zero size or an unsupported channel layout.
+    """
+    path = os.fspath(path)
+    name = path
+    if os.path.isdir(path):
+        raise ImageError(f"{name}: is a folder, not an image file.")
+    if not os.path.exists(path):
+        raise ImageError(f"{name}: file not found.")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"{name}: cannot be read ({e.strerror or e}).") from e
+    return decode_image_bytes(data, name)
+
+
+def decode_image_bytes(data: bytes, name: str = "<bytes>") -> ImageData:
+    """Decodes an encoded image held in memory; same rules as :func:`read_image`.
+
+    Args:
+      data: the encoded file content.
+      name: what to call the data in error messages (usually its file name).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageError(f"{name}: expected encoded image bytes, got {type(data).__name__}.")
+    data = bytes(data)
+    if len(data) == 0:
+        raise ImageError(f"{name}: empty file (0 bytes), not an image.")
+    fmt = _sniff_format(data)
+    if fmt is None:
+        raise ImageError(
+            f"{name}: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF or WebP data)."
+        )
+    try:
+        if fmt == "png":
+            array, bit_depth = _decode_png(data, name)
+        elif fmt == "jpeg":
+            array, bit_depth = _decode_jpeg(data), 8
+        elif fmt == "tiff":
+            array, bit_depth = _decode_tiff(data, name)
+        else:
+            array, bit_depth = _decode_pillow(data, name)
+    except ImageError:
+        raise
+    except (tf.errors.OpError, OSError, ValueError, KeyError, IndexError, EOFError,
+            SyntaxError, MemoryError) as e:
+        raise ImageError(
+            f"{name}: not a decodable {fmt.upper()} image (truncated or corrupt)."
+        ) from e
+    return _to_image_data(array, bit_depth, fmt, name)
+
+
+def _sniff_format(data: bytes) -> Optional[str]:
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if data[:4] in _TIFF_MAGICS:
+        return "tiff"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:6] in _GIF_MAGICS:
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _decode_png(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ImageError(f"{name}: not a decodable PNG image (truncated or corrupt header).")
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: zero-size image ({width}x{height}).")
+    bit_depth = 16 if data[24] == 16 else 8
+    # TensorFlow's PNG decoder fails on truncated data, missing IEND and CRC errors.
+    array = tf.io.decode_png(data, channels=0,
+                             dtype=tf.uint16 if bit_depth == 16 else tf.uint8).numpy()
+    return array, bit_depth
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    # decode_jpeg fails on truncated data ("Premature end of JPEG data").
+    array = tf.io.decode_jpeg(data, channels=0).numpy()
+    orientation = _exif_orientation(data)
+    return _apply_orientation(array, orientation)
+
+
+def _exif_orientation(data: bytes) -> int:
+    """EXIF orientation tag (1..8) of a JPEG, 1 when absent or unreadable."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            value = im.getexif().get(0x0112, 1)
+        value = int(value)
+        return value if 1 <= value <= 8 else 1
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not break decoding
+        return 1
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turns stored pixels into display orientation (EXIF tag 0x0112)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1, :],
+    }
+    if orientation in ops:
+        return np.ascontiguousarray(ops[orientation](array))
+    return array
+
+
+def _decode_tiff(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if not tif.pages:
+                raise ImageError(f"{name}: TIFF file contains no image.")
+            page = tif.pages[0]
+            array = page.asarray()
+            planar_separate = int(getattr(page, "planarconfig", 1)) == 2
+    except KeyError as e:
+        if "imagecodecs" in str(e):
+            return _decode_pillow(data, name, hint=(
+                f"{name}: this TIFF compression needs the imagecodecs package "
+                "(pip install imagecodecs), or save the file uncompressed."))
+        raise
+    if array.ndim == 3 and planar_separate and array.shape[0] <= 4 < array.shape[-1]:
+        array = np.moveaxis(array, 0, -1)
+    if array.dtype == np.uint8 or array.dtype == np.bool_:
+        return array.astype(np.uint8) * (255 if array.dtype == np.bool_ else 1), 8
+    if array.dtype == np.uint16:
+        return array, 16
+    if array.dtype in (np.float16, np.float32, np.float64):
+        if not np.all(np.isfinite(array)):
+            raise ImageError(f"{name}: TIFF holds NaN or infinite values.")
+        return np.clip(array.astype(np.float32), 0.0, 1.0), 16
+    raise ImageError(
+        f"{name}: unsupported TIFF sample type {array.dtype} (use 8-bit, 16-bit or float)."
+    )
+
+
+def _decode_pillow(data: bytes, name: str, hint: Optional[str] = None
+                   ) -> tuple[np.ndarray, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.seek(0)
+            im.load()
+            mode = im.mode
+            if mode == "P" or mode == "PA":
+                im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA")
+                                else "RGB")
+            elif mode == "1":
+                im = im.convert("L")
+            elif mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(im, dtype=np.uint16), 16
+            elif mode == "I":
+                arr = np.asarray(im)
+                if arr.min() < 0 or arr.max() > 65535:
+                    raise ImageError(f"{name}: unsupported 32-bit integer image.")
+                return arr.astype(np.uint16), 16
+            elif mode == "F":
+                return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0), 16
+            elif mode == "CMYK" or mode == "YCbCr" or mode == "LAB" or mode == "HSV":
+                im = im.convert("RGB")
+            elif mode not in ("L", "LA", "RGB", "RGBA"):
+                im = im.convert("RGBA")
+            return np.asarray(im, dtype=np.uint8), 8
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad data
+        if hint is not None:
+            raise ImageError(hint) from e
+        raise ImageError(f"{name}: not a decodable image (truncated or corrupt).") from e
+
+
+def _to_image_data(array: np.ndarray, bit_depth: int, fmt: str, name: str) -> ImageData:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ImageError(f"{name}: unsupported image layout with shape {tuple(array.shape)}.")
+    height, width, channels = array.shape
+    if height == 0 or width == 0:
+        raise ImageError(f"{name}: zero-size image ({width}x{height}).")
+    if channels not in (1, 2, 3, 4):
+        raise ImageError(
+            f"{name}: unsupported channel count {channels} (expected gray, gray+alpha, RGB or RGBA)."
+        )
+    if array.dtype == np.uint8:
+        values = array.astype(np.float32) / np.float32(255.0)
+    elif array.dtype == np.uint16:
+        values = array.astype(np.float32) / np.float32(65535.0)
+    else:
+        values = array.astype(np.float32)
+    grayscale = channels in (1, 2)
+    color = values[:, :, :1] if grayscale else values[:, :, :3]
+    rgb = np.ascontiguousarray(np.repeat(color, 3, axis=2) if grayscale else color)
+    alpha = None
+    if channels in (2, 4):
+        alpha = np.ascontiguousarray(values[:, :, channels - 1:channels])
+    return ImageData(rgb=rgb, alpha=alpha, bit_depth=int(bit_depth), grayscale=grayscale,
+                     format=fmt)
+
+
+# --------------------------------------------------------------------------- #
+# Writing
+# --------------------------------------------------------------------------- #
+def quantize(x, bit_depth: int):
+    """Rounds values to the 8-bit or 16-bit grid; the result stays float in [0, 1].
+
+    Works on numpy arrays (returns float32) and on tensors (returns float32 tensor,
+    usable inside ``tf.data`` and ``tf.function``).
+
+    Args:
+      x: values in [0, 1] (clipped first).
+      bit_depth: 8 or 16.
+    """
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
+    levels = 255.0 if bit_depth == 8 else 65535.0
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        x = tf.cast(x, tf.float32)
+        return tf.round(tf.clip_by_value(x, 0.0, 1.0) * levels) / levels
+    x = np.asarray(x, dtype=np.float32)
+    return (np.round(np.clip(x, 0.0, 1.0) * np.float32(levels)) / np.float32(levels)).astype(
+        np.float32)
+
+
+def _to_integers(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    levels = 255.0 if bit_depth == 8 else 65535.0
+    scaled = np.round(np.clip(values.astype(np.float64), 0.0, 1.0) * levels)
+    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def _prepare_pixels(name: str, rgb, grayscale: bool, alpha) -> np.ndarray:
+    """Validates the inputs of write_image and stacks them to HxWxC floats."""
+    try:
+        rgb = np.asarray(rgb, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise ImageError(f"{name}: image data is not a numeric array.") from e
+    if rgb.ndim == 2:
+        rgb = rgb[:, :, None]
+    if rgb.ndim != 3 or rgb.shape[2] not in (1, 3):
+        raise ImageError(
+            f"{name}: expected an HxWx3 (or HxW gray) array, got shape {tuple(rgb.shape)}.")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageError(f"{name}: cannot write a zero-size image {tuple(rgb.shape)}.")
+    if not np.all(np.isfinite(rgb)):
+        raise ImageError(f"{name}: image data contains NaN or infinite values.")
+    if grayscale:
+        gray = rgb if rgb.shape[2] == 1 else (
+            rgb[:, :, :1] if np.array_equal(rgb[:, :, 0], rgb[:, :, 1])
+            and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
+            else np.tensordot(rgb, _LUMA, axes=([2], [0]))[:, :, None])
+        pixels = gray
+    else:
+        pixels = rgb if rgb.shape[2] == 3 else np.repeat(rgb, 3, axis=2)
+    if alpha is not None:
+        alpha = np.asarray(alpha, dtype=np.float32)
+        if alpha.ndim == 2:
+            alpha = alpha[:, :, None]
+        if alpha.shape != pixels.shape[:2] + (1,):
+            raise ImageError(
+                f"{name}: alpha shape {tuple(alpha.shape)} does not match the image "
+                f"{pixels.shape[0]}x{pixels.shape[1]}.")
+        if not np.all(np.isfinite(alpha)):
+            raise ImageError(f"{name}: alpha contains NaN or infinite values.")
+        pixels = np.concatenate([pixels, alpha], axis=2)
+    return pixels
+
+
+def encode_image_bytes(rgb, ext: str, *, bit_depth: int = 8, grayscale: bool = False,
+                       alpha=None, name: str = "<bytes>", jpeg_quality: int = 95) -> bytes:
+    """Encodes an image to bytes (the part of :func:`write_image` before the file).
+
+    Args:
+      rgb: float HxWx3 (or HxW gray) in [0, 1]; values are clipped and rounded.
+      ext: ".png", ".jpg"/".jpeg" or ".tif"/".tiff".
+      bit_depth: 8 or 16 (JPEG is always 8-bit; asking for 16 logs a warning).
+      grayscale: store one gray channel (BT.601 luma unless the channels are equal).
+      alpha: optional float HxW or HxWx1 in [0, 1] (not stored in JPEG).
+      name: file name for messages.
+      jpeg_quality: JPEG quality 1..100.
+    """
+    ext = ext.lower()
+    if ext not in WRITE_EXTENSIONS:
+        raise ImageError(
+            f"{name}: unsupported output extension '{ext or '(none)'}' "
+            "(use .png, .jpg or .tif).")
+    if bit_depth not in (8, 16):
+        raise ImageError(f"{name}: bit_depth must be 8 or 16, got {bit_depth}.")
+    if ext in (".jpg", ".jpeg"):
+        if bit_depth == 16:
+            logging.warning("%s: JPEG stores 8 bits per channel; writing 8-bit.", name)
+            bit_depth = 8
+        if alpha is not None:
+            logging.warning("%s: JPEG has no alpha channel; alpha dropped.", name)
+            alpha = None
+    pixels = _to_integers(_prepare_pixels(name, rgb, grayscale, alpha), bit_depth)
+    if ext == ".png":
+        return tf.io.encode_png(pixels, compression=-1).numpy()
+    if ext in (".jpg", ".jpeg"):
+        return tf.io.encode_jpeg(pixels, format="grayscale" if pixels.shape[2] == 1 else "rgb",
+                                 quality=int(jpeg_quality)).numpy()
+    import tifffile
+
+    buffer = io.BytesIO()
+    channels = pixels.shape[2]
+    kwargs = {"photometric": "minisblack" if channels <= 2 else "rgb",
+              "compression": "zlib"}
+    if channels in (2, 4):
+        kwargs["extrasamples"] = ["unassalpha"]
+    tifffile.imwrite(buffer, pixels if channels > 1 else pixels[:, :, 0], **kwargs)
+    return buffer.getvalue()
+
+
+def write_image(path: PathLike, rgb, *, bit_depth: int = 8, grayscale: bool = False,
+                alpha=None) -> None:
+    """Writes an image atomically (PNG 8/16-bit, JPEG 8-bit, TIFF 8/16-bit).
+
+    The data is written to a temporary file in the destination folder, then moved
+    over ``path`` with ``os.replace``, so a partial file never exists under
+    ``path``; the temporary file is removed if anything fails. The folder must
+    exist.
+
+    Args:
+      path: destination; the extension picks the format (.png, .jpg/.jpeg, .tif/.tiff).
+      rgb: float HxWx3 (or HxW gray) in [0, 1]; values are clipped and rounded.
+      bit_depth: 8 or 16 (JPEG writes 8 with a warning).
+      grayscale: store a single gray channel.
+      alpha: optional float HxW or HxWx1 in [0, 1] (PNG and TIFF).
+
+    Raises:
+      ImageError: bad extension, bit depth, shapes or values, or the file cannot
+        be written.
+    """
+    path = os.fspath(path)
+    name = path
+    if os.path.isdir(path):
+        raise ImageError(f"{name}: is a folder; give a file name ending in .png, .jpg or .tif.")
+    folder = os.path.dirname(os.path.abspath(path))
+    ext = os.path.splitext(path)[1]
+    data = encode_image_bytes(rgb, ext, bit_depth=bit_depth, grayscale=grayscale,
+                              alpha=alpha, name=name)
+    if not os.path.isdir(folder):
+        raise ImageError(f"{name}: the folder {folder} does not exist; create it first.")
+    _atomic_write(path, folder, data)
+
+
+def _current_umask() -> int:
+    try:
+        with open("/proc/self/status", "r", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: str, folder: str, data: bytes) -> None:
+    base = os.path.basename(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write into {folder} ({e.strerror or e}).") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise ImageError(f"{path}: cannot be written ({e.strerror or e}).") from e
+        raise
+
+
+# --------------------------------------------------------------------------- #
+# Graph-mode helpers (tf.data, SavedModel)
+# --------------------------------------------------------------------------- #
+def decode_image_tensor(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
+    """Decodes an encoded PNG/JPEG/BMP/GIF string tensor inside a graph.
+
+    PNGs are decoded with ``dtype=uint16`` (8-bit PNGs are scaled by 257 by the
+    decoder), so 16-bit precision survives and 8-bit values equal ``v / 255``
+    exactly, like :func:`read_image`. Other formats go through
+    ``tf.io.decode_image`` as 8-bit. TIFF is not supported in graph mode (use
+    :func:`read_image`), and EXIF orientation is not applied.
+
+    Args:
+      encoded: scalar tf.string tensor with the file content.
+      channels: 1, 3 or 4 output channels (gray is replicated, alpha dropped or
+        added as opaque, like the TF decoders do).
+
+    Returns:
+      float32 tensor HxWxC with values in [0, 1].
+    """
+    if channels not in (1, 3, 4):
+        raise ValueError(f"channels must be 1, 3 or 4, got {channels}.")
+    encoded = tf.convert_to_tensor(encoded, dtype=tf.string)
+    is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_MAGIC)
+
+    def _png() -> tf.Tensor:
+        image = tf.io.decode_png(encoded, channels=channels, dtype=tf.uint16)
+        return tf.cast(image, tf.float32) / 65535.0
+
+    def _other() -> tf.Tensor:
+        image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
+                                   expand_animations=False)
+        return tf.cast(image, tf.float32) / 255.0
+
+    image = tf.cond(is_png, _png, _other)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def encode_png_tensor(image01: tf.Tensor, bit_depth: int = 8) -> tf.Tensor:
+    """Encodes a float HxWxC tensor in [0, 1] to a PNG string tensor (graph mode).
+
+    Args:
+      image01: float tensor HxWxC (C = 1, 2, 3 or 4) in [0, 1]; clipped and rounded.
+      bit_depth: 8 or 16 (Python int).
+    """
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
+    levels = 255.0 if bit_depth == 8 else 65535.0
+    image = tf.clip_by_value(tf.cast(image01, tf.float32), 0.0, 1.0)
+    image = tf.cast(tf.round(image * levels), tf.uint8 if bit_depth == 8 else tf.uint16)
+    return tf.io.encode_png(image)

@@ -1,0 +1,347 @@
+"""KPAC building blocks as Keras layers.
+
+All layers take and return float32 NHWC feature tensors. The activation everywhere is
+LeakyReLU with slope 0.2 (``tf.nn.leaky_relu``'s default, as in the authors' release),
+except the sigmoid attention heads. Padding is TF 'SAME' (zero padding).
+
+Layers:
+    SharedAtrousConv2D  one kernel applied at several dilation rates (Sec. 4.1 of the paper)
+    ScaleAttention      per-pixel weights alpha_1..alpha_R, one per dilation rate
+    ShapeAttention      global per-channel weights beta, shared by all rates
+    KPACBlock           the kernel-sharing parallel atrous convolution block
+    ResidualBlock       the plain residual block of the paper's Table 2 baseline
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+LEAKY_SLOPE = 0.2
+
+
+def leaky_relu(x: tf.Tensor) -> tf.Tensor:
+    """LeakyReLU with the authors' slope (0.2; also keras' "leaky_relu" default)."""
+    return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
+
+
+def conv(
+    filters: int,
+    kernel_size: int,
+    *,
+    strides: int = 1,
+    dilation: int = 1,
+    activation: str | None = "leaky",
+    name: str | None = None,
+) -> keras.layers.Conv2D:
+    """A 'SAME'-padded conv with bias, LeakyReLU(0.2) by default ('sigmoid' or None too)."""
+    act = {"leaky": "leaky_relu", "sigmoid": "sigmoid", None: None}[activation]
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        dilation_rate=dilation,
+        padding="same",
+        activation=act,
+        name=name,
+    )
+
+
+def deconv(filters: int, *, name: str | None = None) -> keras.layers.Conv2DTranspose:
+    """4x4 stride-2 'SAME' transposed conv with LeakyReLU; output exactly 2x the input.
+
+    Its kernel is stored [4, 4, out, in], the layout of ``tf.nn.conv2d_transpose``.
+    """
+    return keras.layers.Conv2DTranspose(
+        filters, 4, strides=2, padding="same", activation="leaky_relu", name=name
+    )
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class SharedAtrousConv2D(keras.layers.Layer):
+    """Parallel atrous convolutions that share one kernel.
+
+    One kernel variable [k, k, C_in, filters] (no bias, as released) is applied with
+    each dilation rate through ``tf.nn.conv2d(..., dilations=rate)``; every branch goes
+    through LeakyReLU(0.2) and the branches are concatenated in rate order, giving
+    ``filters * len(dilations)`` channels. With ``share_kernel=False`` every rate gets a
+    kernel of its own (the paper's Table 1 ablation).
+    """
+
+    def __init__(
+        self,
+        filters: int = 48,
+        kernel_size: int = 5,
+        dilations: Sequence[int] = (1, 2, 3, 4, 5),
+        share_kernel: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.dilations = tuple(int(d) for d in dilations)
+        self.share_kernel = bool(share_kernel)
+        self.kernels: list = []
+
+    def build(self, input_shape):
+        shape = (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
+        count = 1 if self.share_kernel else len(self.dilations)
+        self.kernels = [
+            self.add_weight(
+                name="kernel" if count == 1 else f"kernel_rate{rate}",
+                shape=shape,
+                initializer=keras.initializers.GlorotUniform(),
+            )
+            for rate in self.dilations[:count]
+        ]
+
+    def kernel_for(self, index: int):
+        """The kernel variable used by the branch with dilation ``self.dilations[index]``."""
+        return self.kernels[0 if self.share_kernel else index]
+
+    def call(self, x):
+        branches = [
+            leaky_relu(
+                tf.nn.conv2d(
+                    x, self.kernel_for(i), strides=1, padding="SAME", dilations=rate
+                )
+            )
+            for i, rate in enumerate(self.dilations)
+        ]
+        return tf.concat(branches, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters * len(self.dilations))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            dilations=list(self.dilations),
+            share_kernel=self.share_kernel,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class ScaleAttention(keras.layers.Layer):
+    """Spatially varying scale attention: alpha in (0, 1), one channel per dilation rate.
+
+    Four atrous 5x5 convs with dilation 2 (32, 32, 16, 16 channels, bias, LeakyReLU), then
+    a plain 5x5 conv to ``num_rates`` channels with sigmoid. Output NHWC [N, H, W, R].
+    """
+
+    def __init__(self, num_rates: int = 5, units: Sequence[int] = (32, 32, 16, 16), **kwargs):
+        super().__init__(**kwargs)
+        self.num_rates = int(num_rates)
+        self.units = tuple(int(u) for u in units)
+        self.hidden = [conv(u, 5, dilation=2, name=f"sca_dc{i + 1}") for i, u in enumerate(self.units)]
+        self.head = conv(self.num_rates, 5, activation="sigmoid", name="sca_c2")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.hidden:
+            layer.build(shape)
+            shape = (*shape[:-1], layer.filters)
+        self.head.build(shape)
+
+    def call(self, x):
+        for layer in self.hidden:
+            x = layer(x)
+        return self.head(x)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.num_rates)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_rates=self.num_rates, units=list(self.units))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class ShapeAttention(keras.layers.Layer):
+    """Global shape attention: beta in (0, 1), shape [N, 1, 1, filters].
+
+    Global mean over H and W (the authors pool with a window as large as the feature map
+    of their fixed input size; a global mean is the same at any size), 1x1 conv to
+    ``units`` with LeakyReLU, 1x1 conv to ``filters`` with sigmoid.
+    """
+
+    def __init__(self, filters: int = 48, units: int = 12, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.units = int(units)
+        self.squeeze = conv(self.units, 1, name="sha_c1")
+        self.excite = conv(self.filters, 1, activation="sigmoid", name="sha_c2")
+
+    def build(self, input_shape):
+        self.squeeze.build((input_shape[0], 1, 1, input_shape[-1]))
+        self.excite.build((input_shape[0], 1, 1, self.units))
+
+    def call(self, x):
+        pooled = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        return self.excite(self.squeeze(pooled))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, 1, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, units=self.units)
+        return config
+
+
+def apply_attention(
+    branches: tf.Tensor, alpha: tf.Tensor | None, beta: tf.Tensor | None, filters: int
+) -> tf.Tensor:
+    """Weight concatenated rate branches [N,H,W,R*filters] by alpha and beta.
+
+    alpha [N,H,W,R] (or anything broadcastable to it, e.g. a [R] vector): alpha_i
+    multiplies the ``filters`` channels of branch i. beta [N,1,1,filters]: the same beta
+    multiplies every branch. ``None`` skips that attention.
+    """
+    if alpha is not None:
+        branches = branches * tf.repeat(alpha, filters, axis=-1)
+    if beta is not None:
+        num_rates = branches.shape[-1] // filters
+        branches = branches * tf.tile(beta, [1, 1, 1, num_rates])
+    return branches
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class KPACBlock(keras.layers.Layer):
+    """The KPAC block: shared atrous convs weighted by scale and shape attention, fused.
+
+    Input and output NHWC with ``channels`` (96) channels. No residual inside the block.
+    ``call(x, alpha=None, return_attention=False)``: ``alpha`` replaces the computed scale
+    attention (a tensor broadcastable to [N,H,W,R], e.g. per-rate constants), which is how
+    the paper's Fig. 8 modulation is run; ``return_attention=True`` returns a dict with
+    "output" and, for the attentions that are switched on, "alpha" and "beta".
+    """
+
+    def __init__(
+        self,
+        channels: int = 96,
+        filters: int = 48,
+        kernel_size: int = 5,
+        dilations: Sequence[int] = (1, 2, 3, 4, 5),
+        share_kernel: bool = True,
+        scale_attention: bool = True,
+        shape_attention: bool = True,
+        shape_units: int = 12,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.dilations = tuple(int(d) for d in dilations)
+        self.share_kernel = bool(share_kernel)
+        self.use_scale_attention = bool(scale_attention)
+        self.use_shape_attention = bool(shape_attention)
+        self.shape_units = int(shape_units)
+        self.atrous = SharedAtrousConv2D(
+            self.filters, self.kernel_size, self.dilations, self.share_kernel, name="dc1"
+        )
+        self.scale_attention = (
+            ScaleAttention(len(self.dilations), name="scale_attention")
+            if self.use_scale_attention
+            else None
+        )
+        self.shape_attention = (
+            ShapeAttention(self.filters, self.shape_units, name="shape_attention")
+            if self.use_shape_attention
+            else None
+        )
+        self.fusion = conv(self.channels, 3, name="cf")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.atrous.build(shape)
+        if self.scale_attention is not None:
+            self.scale_attention.build(shape)
+        if self.shape_attention is not None:
+            self.shape_attention.build(shape)
+        self.fusion.build((*shape[:-1], self.filters * len(self.dilations)))
+
+    def attention(self, x) -> tuple:
+        """(alpha [N,H,W,R] or None, beta [N,1,1,filters] or None) for features x."""
+        alpha = self.scale_attention(x) if self.scale_attention is not None else None
+        beta = self.shape_attention(x) if self.shape_attention is not None else None
+        return alpha, beta
+
+    def call(self, x, alpha=None, return_attention: bool = False):
+        computed_alpha, beta = self.attention(x)
+        if alpha is None:
+            alpha = computed_alpha
+        weighted = apply_attention(self.atrous(x), alpha, beta, self.filters)
+        out = self.fusion(weighted)
+        if not return_attention:
+            return out
+        result = {"output": out}
+        if alpha is not None:
+            result["alpha"] = alpha
+        if beta is not None:
+            result["beta"] = beta
+        return result
+
+    def compute_output_spec(self, x, alpha=None, return_attention: bool = False):
+        out = keras.KerasTensor((*x.shape[:-1], self.channels), dtype=x.dtype)
+        if not return_attention:
+            return out
+        result = {"output": out}
+        if self.scale_attention is not None or alpha is not None:
+            result["alpha"] = keras.KerasTensor((*x.shape[:-1], len(self.dilations)), dtype=x.dtype)
+        if self.shape_attention is not None:
+            result["beta"] = keras.KerasTensor((x.shape[0], 1, 1, self.filters), dtype=x.dtype)
+        return result
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            channels=self.channels,
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            dilations=list(self.dilations),
+            share_kernel=self.share_kernel,
+            scale_attention=self.use_scale_attention,
+            shape_attention=self.use_shape_attention,
+            shape_units=self.shape_units,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class ResidualBlock(keras.layers.Layer):
+    """The residual-block baseline of the paper's Table 2: x + conv(lrelu(conv(x))).
+
+    Two 3x3 convs with ``channels`` channels (bias; LeakyReLU after the first) and an
+    identity skip; drop-in replacement for :class:`KPACBlock` (same input/output shape).
+    """
+
+    def __init__(self, channels: int = 96, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.kernel_size = int(kernel_size)
+        self.conv1 = conv(self.channels, self.kernel_size, name="rb_c1")
+        self.conv2 = conv(self.channels, self.kernel_size, activation=None, name="rb_c2")
+
+    def build(self, input_shape):
+        self.conv1.build(tuple(input_shape))
+        self.conv2.build((*tuple(input_shape)[:-1], self.channels))
+
+    def call(self, x, alpha=None, return_attention: bool = False):
+        out = x + self.conv2(self.conv1(x))
+        return {"output": out} if return_attention else out
+
+    def compute_output_spec(self, x, alpha=None, return_attention: bool = False):
+        out = keras.KerasTensor(x.shape, dtype=x.dtype)
+        return {"output": out} if return_attention else out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels, kernel_size=self.kernel_size)
+        return config

@@ -1,0 +1,271 @@
+"""KPAC model builder, configuration and presets.
+
+One parameterised builder serves the 2-level, 3-level and dual-pixel networks of the
+authors' release and the paper's ablations. The Keras model maps images in [0,1]
+(NHWC, any height and width) to deblurred images nominally in [0,1] (not clipped:
+callers clip). Inside, it pads to the network's multiple, maps to [-1,1] and computes
+exactly the authors' graph (so their weights apply unchanged), then crops back.
+
+Layer names follow the authors' TensorLayer names (c0, c0_2, ..., cm_1, d2_2) so that
+weights can be matched by name; the KPAC blocks are ``block1``, ``block2``, ...
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from kpac_tf import layers as kl
+from kpac_tf.padding import CropToImage, PadToMultiple
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture switches of KPAC (defaults: the released 3-level model).
+
+    levels: 2 or 3 encoder downsamplings (the network's multiple is 2**levels).
+    num_blocks: KPAC blocks in sequence (paper Table 3).
+    kernel_size, dilations: the shared atrous kernel and its rates.
+    kernel_sharing: one kernel for all rates (False: Table 1 ablation).
+    scale_attention, shape_attention: Table 2 ablations.
+    block_type: "kpac" or "resblock" (the residual-block baseline of Table 2).
+    dual_pixel: inputs (left, right, centre) instead of one image.
+    """
+
+    levels: int = 3
+    num_blocks: int = 2
+    kernel_size: int = 5
+    dilations: tuple = (1, 2, 3, 4, 5)
+    kernel_sharing: bool = True
+    scale_attention: bool = True
+    shape_attention: bool = True
+    block_type: str = "kpac"
+    dual_pixel: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        if self.levels not in (2, 3):
+            raise ValueError(f"levels must be 2 or 3, got {self.levels}.")
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be at least 1, got {self.num_blocks}.")
+        if self.block_type not in ("kpac", "resblock"):
+            raise ValueError(f"block_type must be 'kpac' or 'resblock', got {self.block_type!r}.")
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError(f"dilations must be positive integers, got {self.dilations}.")
+        if self.kernel_size < 1:
+            raise ValueError(f"kernel_size must be positive, got {self.kernel_size}.")
+        if self.dual_pixel and self.levels != 3:
+            raise ValueError("The dual-pixel model is 3-level only (levels=3).")
+
+    @property
+    def multiple(self) -> int:
+        """Height and width must be multiples of this inside the network."""
+        return 2**self.levels
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["dilations"] = list(self.dilations)
+        return data
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "kpac-2level": ModelConfig(levels=2),
+    "kpac-3level": ModelConfig(levels=3),
+    "kpac-dual": ModelConfig(levels=3, dual_pixel=True),
+}
+
+# The encoder: (name, filters, kernel, stride); 3-level adds c4, c4_2.
+_ENCODER = (
+    ("c0", 48, 5, 1),
+    ("c0_2", 48, 3, 1),
+    ("c2", 48, 3, 2),
+    ("c2_2", 48, 3, 1),
+    ("c3", 96, 3, 2),
+    ("c3_2", 96, 3, 1),
+    ("c4", 96, 3, 2),
+    ("c4_2", 96, 3, 1),
+)
+# The decoder: (deconv name, deconv filters, conv name, conv filters, conv kernel);
+# the last `levels` entries are used.
+_DECODER = (
+    ("d0", 96, "d0_2", 96, 3),
+    ("d1", 48, "d1_2", 48, 3),
+    ("d2", 48, "d2_2", 3, 5),
+)
+_SKIP_AFTER = ("c0_2", "c2_2", "c3_2")  # f1, f2, f3
+
+
+def resolve_config(config: ModelConfig | str | None = None, **overrides) -> ModelConfig:
+    """A ModelConfig from a preset name or config, with field overrides applied."""
+    if config is None:
+        config = "kpac-3level"
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(
+                f"Unknown preset {config!r}; choose one of {', '.join(sorted(PRESETS))}."
+            )
+        config = PRESETS[config]
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _make_block(config: ModelConfig, index: int) -> keras.layers.Layer:
+    if config.block_type == "resblock":
+        return kl.ResidualBlock(96, name=f"block{index}")
+    return kl.KPACBlock(
+        channels=96,
+        filters=48,
+        kernel_size=config.kernel_size,
+        dilations=config.dilations,
+        share_kernel=config.kernel_sharing,
+        scale_attention=config.scale_attention,
+        shape_attention=config.shape_attention,
+        name=f"block{index}",
+    )
+
+
+def _kpac_graph(net_input, residual_base, config: ModelConfig, return_attention: bool):
+    """The authors' network on padded [-1,1] tensors; returns (output, attention list)."""
+    x = net_input
+    skips = []
+    encoder = _ENCODER[: 2 * (config.levels + 1)]
+    for name, filters, kernel, stride in encoder:
+        x = kl.conv(filters, kernel, strides=stride, name=name)(x)
+        if name in _SKIP_AFTER[: config.levels]:
+            skips.append(x)
+    stack = [x]
+    attention = []
+    for index in range(1, config.num_blocks + 1):
+        result = _make_block(config, index)(x, return_attention=True)
+        x = result["output"]
+        attention.append((result.get("alpha"), result.get("beta")))
+        stack.append(x)
+    x = keras.layers.Concatenate(name="dense_concat")(stack)
+    x = kl.conv(96, 3, name="cm_1")(x)
+    x = kl.conv(96, 3, name="cm_2")(x)
+    for (up_name, up_filters, conv_name, conv_filters, kernel), skip in zip(
+        _DECODER[-config.levels :], reversed(skips)
+    ):
+        x = kl.deconv(up_filters, name=up_name)(x)
+        x = keras.layers.Concatenate(name=f"{up_name}_concat")([x, skip])
+        last = conv_name == "d2_2"
+        x = kl.conv(conv_filters, kernel, activation=None if last else "leaky", name=conv_name)(x)
+    x = keras.layers.Add(name="residual_add")([x, residual_base])
+    return x, attention
+
+
+def build_kpac(
+    config: ModelConfig | str | None = "kpac-3level",
+    *,
+    return_attention: bool = False,
+    input_shape: tuple | None = None,
+    name: str | None = None,
+    **overrides,
+) -> keras.Model:
+    """Build a KPAC Keras model.
+
+    Args:
+        config: a preset name ("kpac-2level", "kpac-3level", "kpac-dual") or ModelConfig.
+        return_attention: if True the model returns a dict: "output" plus, for each
+            block i (KPAC blocks only), "block{i}_alpha" [N,h,w,R] (at the block's
+            resolution, 1/2**levels of the padded input) and "block{i}_beta" [N,1,1,48].
+        input_shape: (H, W) for a fixed-size model (default: any size).
+        name: model name (default: the preset-like description).
+        **overrides: ModelConfig fields, e.g. num_blocks=3, kernel_sharing=False.
+
+    Returns:
+        Single-image: input "image" float32 NHWC [N,H,W,3] in [0,1]. Dual-pixel: inputs
+        "left", "right", "centre" in that order. Output [N,H,W,3], nominally [0,1], not
+        clipped.
+    """
+    config = resolve_config(config, **overrides)
+    height, width = input_shape if input_shape is not None else (None, None)
+    shape = (height, width, 3)
+    pad = PadToMultiple(config.multiple, name="to_network")
+    if config.dual_pixel:
+        inputs = [keras.Input(shape, name=view) for view in ("left", "right", "centre")]
+        left, right, centre = (
+            PadToMultiple(config.multiple, name=f"to_network_{view}")(tensor)
+            for view, tensor in zip(("left", "right", "centre"), inputs)
+        )
+        net_input = keras.layers.Concatenate(name="concat_views")([left, right])
+        residual_base, reference = centre, inputs[2]
+    else:
+        inputs = keras.Input(shape, name="image")
+        net_input = residual_base = pad(inputs)
+        reference = inputs
+    net_output, attention = _kpac_graph(net_input, residual_base, config, return_attention)
+    output = CropToImage(name="to_image")([net_output, reference])
+    if return_attention:
+        outputs = {"output": output}
+        for index, (alpha, beta) in enumerate(attention, start=1):
+            if alpha is not None:
+                outputs[f"block{index}_alpha"] = alpha
+            if beta is not None:
+                outputs[f"block{index}_beta"] = beta
+    else:
+        outputs = output
+    model = keras.Model(inputs, outputs, name=name or _default_name(config))
+    model.kpac_config = config
+    return model
+
+
+def _default_name(config: ModelConfig) -> str:
+    for preset, preset_config in PRESETS.items():
+        if preset_config == config:
+            return preset.replace("-", "_")
+    return f"kpac_{config.levels}level_custom"
+
+
+def model_config(model: keras.Model) -> ModelConfig:
+    """The ModelConfig a model was built from (raises if it was not built here)."""
+    config = getattr(model, "kpac_config", None)
+    if config is None:
+        raise ValueError(f"Model {model.name!r} was not built by kpac_tf.build_kpac.")
+    return config
+
+
+def count_parameters(model: keras.Model) -> int:
+    """Number of trainable scalars of ``model``."""
+    return int(sum(int(tf.size(w)) for w in model.trainable_weights))
+
+
+def _conv_macs(kernel_shape: Sequence[int], out_pixels: int) -> int:
+    kh, kw, cin, cout = (int(s) for s in kernel_shape)
+    return out_pixels * kh * kw * cin * cout
+
+
+def analytic_macs(config: ModelConfig | str, height: int, width: int) -> int:
+    """Multiply-accumulates of all convolutions and deconvolutions for one HxW image.
+
+    Counts every conv/deconv weight tap once per output (conv) or input (deconv) pixel,
+    at the padded network size; activations, attention products and the padding
+    are not counted.
+    """
+    model = build_kpac(config, input_shape=(height, width))
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            _, h, w, _ = layer.input.shape
+            kh, kw, cout, cin = layer.kernel.shape
+            total += h * w * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, _ = layer.output.shape
+            total += _conv_macs(layer.kernel.shape, h * w)
+        elif isinstance(layer, kl.KPACBlock):
+            _, h, w, _ = layer.input.shape
+            pixels = h * w
+            total += sum(_conv_macs(layer.atrous.kernel_for(i).shape, pixels) for i in range(len(layer.dilations)))
+            if layer.scale_attention is not None:
+                for sub in [*layer.scale_attention.hidden, layer.scale_attention.head]:
+                    total += _conv_macs(sub.kernel.shape, pixels)
+            if layer.shape_attention is not None:
+                for sub in (layer.shape_attention.squeeze, layer.shape_attention.excite):
+                    total += _conv_macs(sub.kernel.shape, 1)
+            total += _conv_macs(layer.fusion.kernel.shape, pixels)
+        elif isinstance(layer, kl.ResidualBlock):
+            _, h, w, _ = layer.input.shape
+            for sub in (layer.conv1, layer.conv2):
+                total += _conv_macs(sub.kernel.shape, h * w)
+    return int(total)

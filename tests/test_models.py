@@ -1,0 +1,137 @@
+"""Architecture tests: exact parameter counts, MACs, any input size, serialisation."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from kpac_tf import build_kpac, count_parameters
+from kpac_tf.models import ModelConfig, analytic_macs, resolve_config
+
+# (preset, overrides, parameters) from the reference table.
+PARAMETER_TABLE = [
+    ("kpac-2level", {}, 1_578_277),
+    ("kpac-3level", {}, 2_057_893),
+    ("kpac-dual", {}, 2_061_493),
+    ("kpac-2level", {"num_blocks": 1}, 1_047_188),
+    ("kpac-2level", {"num_blocks": 3}, 2_109_366),
+    ("kpac-2level", {"num_blocks": 4}, 2_640_455),
+    ("kpac-2level", {"kernel_sharing": False}, 2_499_877),
+    ("kpac-3level", {"kernel_sharing": False}, 2_979_493),
+    ("kpac-2level", {"scale_attention": False, "shape_attention": False}, 1_327_299),
+    ("kpac-2level", {"shape_attention": False}, 1_574_701),
+    ("kpac-2level", {"scale_attention": False}, 1_330_875),
+]
+
+
+@pytest.mark.parametrize("preset,overrides,expected", PARAMETER_TABLE)
+def test_parameter_counts_match_reference(preset, overrides, expected):
+    assert count_parameters(build_kpac(preset, **overrides)) == expected
+
+
+def test_kernel_size_and_dilations_change_the_shared_kernel():
+    base = count_parameters(build_kpac("kpac-2level"))
+    # Kernel 3 instead of 5 for the shared kernel only: 2 blocks x (25 - 9) x 96 x 48.
+    assert count_parameters(build_kpac("kpac-2level", kernel_size=3)) == base - 2 * 16 * 96 * 48
+    # Three rates: the shared kernel is unchanged, scale head and fusion shrink.
+    three = count_parameters(build_kpac("kpac-2level", dilations=(1, 3, 5)))
+    head = 25 * 16 * 2 + 2  # two fewer sigmoid channels
+    fusion = 9 * 96 * 96  # two fewer 48-channel branches into cf
+    assert three == base - 2 * (head + fusion)
+
+
+def test_residual_block_baseline_replaces_kpac_blocks():
+    model = build_kpac("kpac-2level", block_type="resblock")
+    kpac_block = 448_145
+    resblock = 2 * (9 * 96 * 96 + 96)
+    assert count_parameters(model) == 1_578_277 - 2 * kpac_block + 2 * resblock
+
+
+def test_analytic_macs_at_720p():
+    assert round(analytic_macs("kpac-3level", 720, 1280) / 1e9, 1) == 113.0
+    assert round(analytic_macs("kpac-2level", 720, 1280) / 1e9, 1) == 191.7
+
+
+@pytest.mark.parametrize("height,width", [(37, 53), (1, 1), (5, 130), (64, 48)])
+def test_any_size_in_same_size_out(height, width, rng):
+    model = build_kpac("kpac-3level")
+    image = rng.random((2, height, width, 3), dtype=np.float32)
+    output = model(image).numpy()
+    assert output.shape == image.shape
+    assert np.all(np.isfinite(output))
+
+
+def test_zero_last_layer_returns_the_input_exactly(rng):
+    """The output is residual + input: with the last conv zeroed it is the input."""
+    model = build_kpac("kpac-2level")
+    last = model.get_layer("d2_2")
+    last.kernel.assign(np.zeros(last.kernel.shape, np.float32))
+    last.bias.assign(np.zeros(last.bias.shape, np.float32))
+    image = rng.random((1, 19, 23, 3), dtype=np.float32)
+    np.testing.assert_allclose(model(image).numpy(), image, atol=1e-6)
+
+
+def test_padding_mirrors_the_image_for_any_size():
+    from kpac_tf.padding import crop_to, pad_to_multiple
+
+    image = np.arange(1 * 3 * 2 * 1, dtype=np.float32).reshape(1, 3, 2, 1)
+    padded, (height, width) = pad_to_multiple(image, 8)
+    assert padded.shape == (1, 8, 8, 1)
+    # Rows 0,1,2 then mirrored 2,1,0 then 0,1 (symmetric, repeated for pads > size).
+    np.testing.assert_array_equal(padded.numpy()[0, :, 0, 0], image[0, [0, 1, 2, 2, 1, 0, 0, 1], 0, 0])
+    np.testing.assert_array_equal(padded.numpy()[0, 0, :, 0], image[0, 0, [0, 1, 1, 0, 0, 1, 1, 0], 0])
+    np.testing.assert_array_equal(crop_to(padded, height, width).numpy(), image)
+    already, _ = pad_to_multiple(np.ones((1, 16, 8, 3), np.float32), 8)
+    assert already.shape == (1, 16, 8, 3)
+
+
+def test_dual_pixel_model_adds_the_residual_to_the_centre_view(rng):
+    model = build_kpac("kpac-dual")
+    assert [t.name for t in model.inputs] == ["left", "right", "centre"]
+    last = model.get_layer("d2_2")
+    last.kernel.assign(np.zeros(last.kernel.shape, np.float32))
+    last.bias.assign(np.zeros(last.bias.shape, np.float32))
+    views = [rng.random((1, 16, 24, 3), dtype=np.float32) for _ in range(3)]
+    np.testing.assert_allclose(model(views).numpy(), views[2], atol=1e-6)
+
+
+def test_attention_outputs_have_block_resolution(rng):
+    model = build_kpac("kpac-3level", return_attention=True)
+    outputs = model(rng.random((1, 40, 72, 3), dtype=np.float32))
+    assert outputs["output"].shape == (1, 40, 72, 3)
+    for block in (1, 2):
+        alpha = outputs[f"block{block}_alpha"].numpy()
+        beta = outputs[f"block{block}_beta"].numpy()
+        assert alpha.shape == (1, 5, 9, 5)
+        assert beta.shape == (1, 1, 1, 48)
+        assert np.all((alpha > 0) & (alpha < 1)) and np.all((beta > 0) & (beta < 1))
+
+
+def test_modulated_alpha_changes_the_block_output(rng):
+    model = build_kpac("kpac-2level")
+    block = model.get_layer("block1")
+    features = rng.standard_normal((1, 8, 8, 96)).astype(np.float32)
+    computed = block(features).numpy()
+    alpha, _ = block.attention(features)
+    same = block(features, alpha=alpha).numpy()
+    only_rate1 = block(features, alpha=np.array([1, 0, 0, 0, 0], np.float32)).numpy()
+    np.testing.assert_allclose(same, computed, atol=1e-6)
+    assert np.abs(only_rate1 - computed).max() > 1e-3
+
+
+def test_model_serialises_through_keras(rng, tmp_path):
+    model = build_kpac("kpac-2level", num_blocks=1, kernel_sharing=False)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    image = rng.random((1, 12, 20, 3), dtype=np.float32)
+    np.testing.assert_allclose(restored(image).numpy(), model(image).numpy(), atol=1e-6)
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="Unknown preset 'kpac-9level'"):
+        resolve_config("kpac-9level")
+    with pytest.raises(ValueError, match="levels must be 2 or 3"):
+        ModelConfig(levels=4)
+    with pytest.raises(ValueError, match="dual-pixel model is 3-level"):
+        ModelConfig(levels=2, dual_pixel=True)
