@@ -125,8 +125,11 @@ def _make_block(config: ModelConfig, index: int) -> keras.layers.Layer:
     )
 
 
-def _kpac_graph(net_input, residual_base, config: ModelConfig, return_attention: bool):
-    """The authors' network on padded [-1,1] tensors; returns (output, attention list)."""
+def _kpac_graph(net_input, residual_base, config: ModelConfig, alpha_inputs: list | None):
+    """The authors' network on padded [-1,1] tensors; returns (output, attention list).
+
+    ``alpha_inputs``: per block, a tensor that replaces its computed scale attention.
+    """
     x = net_input
     skips = []
     encoder = _ENCODER[: 2 * (config.levels + 1)]
@@ -137,7 +140,8 @@ def _kpac_graph(net_input, residual_base, config: ModelConfig, return_attention:
     stack = [x]
     attention = []
     for index in range(1, config.num_blocks + 1):
-        result = _make_block(config, index)(x, return_attention=True)
+        alpha = alpha_inputs[index - 1] if alpha_inputs else None
+        result = _make_block(config, index)(x, alpha=alpha, return_attention=True)
         x = result["output"]
         attention.append((result.get("alpha"), result.get("beta")))
         stack.append(x)
@@ -159,6 +163,7 @@ def build_kpac(
     config: ModelConfig | str | None = "kpac-3level",
     *,
     return_attention: bool = False,
+    alpha_override: bool = False,
     input_shape: tuple | None = None,
     name: str | None = None,
     **overrides,
@@ -170,6 +175,10 @@ def build_kpac(
         return_attention: if True the model returns a dict: "output" plus, for each
             block i (KPAC blocks only), "block{i}_alpha" [N,h,w,R] (at the block's
             resolution, 1/2**levels of the padded input) and "block{i}_beta" [N,1,1,48].
+        alpha_override: if True the model takes, after the image input(s), one extra
+            input per block, "block{i}_alpha" [N,h,w,R] in [0,1], used instead of the
+            computed scale attention (the paper's Fig. 8 modulation). The weight layout
+            is unchanged, so weights copy over with kpac_tf.weights.set_arrays.
         input_shape: (H, W) for a fixed-size model (default: any size).
         name: model name (default: the preset-like description).
         **overrides: ModelConfig fields, e.g. num_blocks=3, kernel_sharing=False.
@@ -195,7 +204,16 @@ def build_kpac(
         inputs = keras.Input(shape, name="image")
         net_input = residual_base = pad(inputs)
         reference = inputs
-    net_output, attention = _kpac_graph(net_input, residual_base, config, return_attention)
+    alpha_inputs = None
+    if alpha_override:
+        if config.block_type != "kpac" or not config.scale_attention:
+            raise ValueError("alpha_override needs KPAC blocks with scale attention.")
+        alpha_inputs = [
+            keras.Input((None, None, len(config.dilations)), name=f"block{i}_alpha")
+            for i in range(1, config.num_blocks + 1)
+        ]
+        inputs = [*(inputs if isinstance(inputs, list) else [inputs]), *alpha_inputs]
+    net_output, attention = _kpac_graph(net_input, residual_base, config, alpha_inputs)
     output = CropToImage(name="to_image")([net_output, reference])
     if return_attention:
         outputs = {"output": output}

@@ -135,3 +135,20 @@ def test_config_validation_messages():
         ModelConfig(levels=4)
     with pytest.raises(ValueError, match="dual-pixel model is 3-level"):
         ModelConfig(levels=2, dual_pixel=True)
+
+
+def test_alpha_override_inputs_replace_the_scale_attention(rng):
+    from kpac_tf import weights
+
+    model = build_kpac("kpac-2level", return_attention=True)
+    modulated = build_kpac("kpac-2level", alpha_override=True)
+    weights.set_arrays(modulated, weights.get_arrays(model), "test")
+    image = rng.random((1, 24, 32, 3), dtype=np.float32)
+    reference = model(image)
+    alphas = [reference["block1_alpha"].numpy(), reference["block2_alpha"].numpy()]
+    same = np.abs(modulated([image, *alphas]).numpy() - reference["output"].numpy()).max()
+    assert same < 1e-6
+    only_rate1 = np.zeros((1, 6, 8, 5), np.float32)
+    only_rate1[..., 0] = 1
+    changed = modulated([image, only_rate1, only_rate1]).numpy()
+    assert np.abs(changed - reference["output"].numpy()).max() > 100 * max(same, 1e-7)
