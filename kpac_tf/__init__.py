@@ -2,19 +2,40 @@
 
 Images are float32 HWC (NHWC in batches) in [0,1] at every public entry point; the
 network works in [-1,1] inside, like the authors' graph.
+
+The names below are imported lazily, so numpy-only submodules such as
+``kpac_tf.inverse_kernels`` load without TensorFlow.
 """
-from kpac_tf.models import PRESETS, ModelConfig, analytic_macs, build_kpac, count_parameters
-from kpac_tf.weights import load_model, load_weights, save_weights
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PRESETS",
-    "ModelConfig",
-    "analytic_macs",
-    "build_kpac",
-    "count_parameters",
-    "load_model",
-    "load_weights",
-    "save_weights",
-]
+_EXPORTS = {
+    "PRESETS": "kpac_tf.models",
+    "ModelConfig": "kpac_tf.models",
+    "analytic_macs": "kpac_tf.models",
+    "build_kpac": "kpac_tf.models",
+    "count_parameters": "kpac_tf.models",
+    "load_model": "kpac_tf.weights",
+    "load_weights": "kpac_tf.weights",
+    "save_weights": "kpac_tf.weights",
+    "Deblurrer": "kpac_tf.inference",
+    "read_image": "kpac_tf.io",
+    "write_image": "kpac_tf.io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kpac_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -123,7 +123,7 @@ def gaussian_kernel(sigma: float, scale: float = 1.0, size: int | None = None) -
     sd = float(sigma) * float(scale)
     if sd <= 0:
         raise ValueError("The Gaussian sigma times the scale must be positive.")
-    n = size if size is not None else odd_size(2 * np.ceil(3 * sd) + 1)
+    n = size if size is not None else odd_size(2 * np.ceil(4 * sd) + 1)  # +-4 sigma
     x = np.arange(n) - n // 2
     g = np.exp(-0.5 * (x / sd) ** 2)
     k = np.outer(g, g)
@@ -153,7 +153,7 @@ def normalize_kernel(kernel: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------- Wiener inverse
 
 
-def wiener_inverse(kernel: np.ndarray, eps: float = 1e-3,
+def wiener_inverse(kernel: np.ndarray, eps: float = 1e-2,
                    size: int | Sequence[int] | None = None) -> np.ndarray:
     """Wiener inverse kernel (Eq. 9) on a ``size`` support (default: the kernel's).
 
@@ -230,32 +230,43 @@ def lanczos(x: np.ndarray, a: int = 3) -> np.ndarray:
 
 
 def _lanczos_matrix(n_in: int, n_out: int, scale: float, a: int) -> np.ndarray:
-    """(n_out, n_in) interpolation weights mapping centred offsets u -> u / scale."""
+    """(n_out, n_in) interpolation weights mapping centred offsets u -> u / scale.
+
+    Each row is divided by the sum of the Lanczos weights over *all* integer taps (the
+    input extended with zeros), so a constant is reproduced exactly and, for integer
+    scales, every input tap spreads a total weight of exactly ``scale`` per axis.
+    """
     u = (np.arange(n_out) - n_out // 2) / scale
-    j = np.arange(n_in) - n_in // 2
-    weights = lanczos(u[:, None] - j[None, :], a)
-    row_sum = weights.sum(axis=1, keepdims=True)
-    # Rows whose position falls outside the input's support have tiny sums: keep the
-    # raw weights there (they fade to zero) instead of amplifying them.
-    safe = np.where(np.abs(row_sum) > 0.5, row_sum, 1.0)
-    return weights / safe
+    lo, hi = -(n_in // 2), n_in - n_in // 2
+    j = np.arange(lo, hi)
+    j_all = np.arange(lo - 2 * a - 1, hi + 2 * a + 1)  # every tap within reach of any row
+    norm = lanczos(u[:, None] - j_all[None, :], a).sum(axis=1, keepdims=True)
+    return lanczos(u[:, None] - j[None, :], a) / norm
+
+
+def lanczos_size(n: int, scale: float, a: int = 3) -> int:
+    """Odd support holding every non-zero tap of :func:`upsample_lanczos` of ``n`` taps."""
+    half = int(np.ceil(scale * ((n - 1) / 2 + a) - 1e-9)) - 1
+    return 2 * half + 1
 
 
 def upsample_lanczos(kernel: np.ndarray, scale: float, a: int = 3,
                      size: int | None = None, normalize: bool = True) -> np.ndarray:
     """Resample a kernel to ``scale`` times its extent with separable Lanczos-``a``.
 
-    Output tap at centred offset ``u`` takes the interpolated input value at ``u /
-    scale``. ``size`` defaults to :func:`scaled_size`. With ``normalize`` the values are
-    multiplied by ``1 / scale**2`` (normalised scaling), which preserves the sum up to
-    the interpolation error (exactly for a constant-phase grid).
+    The output tap at centred offset ``u`` is the Lanczos interpolation (input taken as
+    zero outside its support) at ``u / scale``. ``size`` defaults to
+    :func:`lanczos_size`, which keeps the interpolation footprint of the edge taps.
+    With ``normalize`` the values are multiplied by ``1 / scale**2`` (normalised
+    scaling), so the sum is preserved: exactly for integer scales, to interpolation
+    accuracy otherwise.
     """
     if scale <= 0:
         raise ValueError("scale must be positive.")
     kernel = np.asarray(kernel, dtype=np.float64)
     h, w = kernel.shape
-    out_h = size if size is not None else scaled_size(h, scale)
-    out_w = size if size is not None else scaled_size(w, scale)
+    out_h = size if size is not None else lanczos_size(h, scale, a)
+    out_w = size if size is not None else lanczos_size(w, scale, a)
     rows = _lanczos_matrix(h, out_h, scale, a)
     cols = _lanczos_matrix(w, out_w, scale, a)
     out = rows @ kernel @ cols.T
@@ -313,12 +324,14 @@ class ScaledKernels:
         if self.family not in FAMILIES:
             raise ValueError(f"Unknown family {self.family!r}; use one of {FAMILIES}.")
         if self.family == "analytic" and (self.kind is None or self.base is None):
-            raise ValueError("The analytic family needs kind and base; use ScaledKernels.analytic().")
+            raise ValueError("The analytic family needs kind and base; "
+                             "use ScaledKernels.analytic().")
         if self.support % 2 == 0 or max(self.base_kernel.shape) > self.support:
             raise ValueError("support must be odd and at least the base kernel's size.")
 
     @classmethod
-    def analytic(cls, kind: str, base: float, eps: float = 1e-2, support: int = 41) -> "ScaledKernels":
+    def analytic(cls, kind: str, base: float, eps: float = 1e-2,
+                 support: int = 41) -> "ScaledKernels":
         """Family of :func:`make_kernel` ``(kind, s, base)`` kernels."""
         return cls(make_kernel(kind, 1.0, base), eps, support, "analytic", kind, base)
 
@@ -378,7 +391,9 @@ def convolve(image: np.ndarray, kernel: np.ndarray, boundary: str = "symmetric")
     if image.ndim not in (2, 3) or kernel.ndim != 2:
         raise ValueError("Pass an HW or HWC image and a 2-D kernel.")
     kh, kw = kernel.shape
-    pad = [(kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2)]
+    # Centre tap (kh // 2, kw // 2) must land on the output pixel: for even sizes the
+    # padding is one smaller before than after.
+    pad = [(kh - 1 - kh // 2, kh // 2), (kw - 1 - kw // 2, kw // 2)]
     if image.ndim == 3:
         pad.append((0, 0))
         kernel = kernel[:, :, None]
@@ -418,7 +433,8 @@ def nnls_weights(sources: Sequence[np.ndarray], target: np.ndarray, mode: str = 
         (``scipy.optimize.nnls`` on the QR-reduced system). 'pixel' gives (n, H, W)
         weights, each fitted over the ``window x window`` neighbourhood and all
         channels of its pixel (exact NNLS by active-set enumeration; n <= 6).
-      window: neighbourhood size for mode='pixel' (odd; 1 = the pixel alone).
+      window: neighbourhood size for mode='pixel' (odd; 1 = the pixel alone); at the
+        image border the window is mirrored with the edge pixel repeated.
     """
     srcs = [np.asarray(s, dtype=np.float64) for s in sources]
     target = np.asarray(target, dtype=np.float64)
