@@ -24,6 +24,8 @@ _EXPORTS = {
     "Deblurrer": "kpac_tf.inference",
     "read_image": "kpac_tf.io",
     "write_image": "kpac_tf.io",
+    "ImageError": "kpac_tf.io",
+    "make_synthetic_dataset": "kpac_tf.data.synthetic",
 }
 
 __all__ = sorted(_EXPORTS)

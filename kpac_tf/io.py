@@ -59,6 +59,12 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic + BigTIFF
 _GIF_MAGICS = (b"GIF87a", b"GIF89a")
 
+# Integer -> float scaling. Multiplying by the float32 reciprocal (rather than
+# dividing) is what TensorFlow's graph does too, so the numpy and graph decoders
+# give bit-identical floats; round(x * 255) recovers the integers exactly.
+_INV_255 = np.float32(1.0 / 255.0)
+_INV_65535 = np.float32(1.0 / 65535.0)
+
 # ITU-R BT.601 luma weights, used when an RGB image is written as grayscale.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -244,6 +250,8 @@ def _decode_tiff(data: bytes, name: str) -> tuple[np.ndarray, int]:
             if not tif.pages:
                 raise ImageError(f"{name}: TIFF file contains no image.")
             page = tif.pages[0]
+            if int(getattr(page, "photometric", 1)) == 5:  # SEPARATED (CMYK)
+                raise ImageError(f"{name}: CMYK TIFF is not supported; save it as RGB.")
             array = page.asarray()
             planar_separate = int(getattr(page, "planarconfig", 1)) == 2
     except KeyError as e:
@@ -313,12 +321,13 @@ def _to_image_data(array: np.ndarray, bit_depth: int, fmt: str, name: str) -> Im
         raise ImageError(f"{name}: zero-size image ({width}x{height}).")
     if channels not in (1, 2, 3, 4):
         raise ImageError(
-            f"{name}: unsupported channel count {channels} (expected gray, gray+alpha, RGB or RGBA)."
+            f"{name}: unsupported channel count {channels} "
+            "(expected gray, gray+alpha, RGB or RGBA)."
         )
     if array.dtype == np.uint8:
-        values = array.astype(np.float32) / np.float32(255.0)
+        values = array.astype(np.float32) * _INV_255
     elif array.dtype == np.uint16:
-        values = array.astype(np.float32) / np.float32(65535.0)
+        values = array.astype(np.float32) * _INV_65535
     else:
         values = array.astype(np.float32)
     grayscale = channels in (1, 2)
@@ -338,7 +347,8 @@ def quantize(x, bit_depth: int):
     """Rounds values to the 8-bit or 16-bit grid; the result stays float in [0, 1].
 
     Works on numpy arrays (returns float32) and on tensors (returns float32 tensor,
-    usable inside ``tf.data`` and ``tf.function``).
+    usable inside ``tf.data`` and ``tf.function``). The grid values are exactly
+    those :func:`read_image` returns, so quantising decoded data is a no-op.
 
     Args:
       x: values in [0, 1] (clipped first).
@@ -346,13 +356,13 @@ def quantize(x, bit_depth: int):
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
-    levels = 255.0 if bit_depth == 8 else 65535.0
+    levels = np.float32(255.0 if bit_depth == 8 else 65535.0)
+    inverse = _INV_255 if bit_depth == 8 else _INV_65535
     if isinstance(x, (tf.Tensor, tf.Variable)):
         x = tf.cast(x, tf.float32)
-        return tf.round(tf.clip_by_value(x, 0.0, 1.0) * levels) / levels
+        return tf.round(tf.clip_by_value(x, 0.0, 1.0) * levels) * inverse
     x = np.asarray(x, dtype=np.float32)
-    return (np.round(np.clip(x, 0.0, 1.0) * np.float32(levels)) / np.float32(levels)).astype(
-        np.float32)
+    return (np.round(np.clip(x, 0.0, 1.0) * levels) * inverse).astype(np.float32)
 
 
 def _to_integers(values: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -518,11 +528,11 @@ def _atomic_write(path: str, folder: str, data: bytes) -> None:
 def decode_image_tensor(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
     """Decodes an encoded PNG/JPEG/BMP/GIF string tensor inside a graph.
 
-    PNGs are decoded with ``dtype=uint16`` (8-bit PNGs are scaled by 257 by the
-    decoder), so 16-bit precision survives and 8-bit values equal ``v / 255``
-    exactly, like :func:`read_image`. Other formats go through
-    ``tf.io.decode_image`` as 8-bit. TIFF is not supported in graph mode (use
-    :func:`read_image`), and EXIF orientation is not applied.
+    16-bit PNGs (bit depth read from the PNG header) are decoded as uint16, so
+    their precision survives; PNG and JPEG values are bit-identical to
+    :func:`read_image`. JPEG, BMP and GIF go through ``tf.io.decode_image`` as
+    8-bit. Not supported in graph mode: TIFF, WebP, EXIF orientation and
+    paletted BMPs (use :func:`read_image`).
 
     Args:
       encoded: scalar tf.string tensor with the file content.
@@ -536,17 +546,22 @@ def decode_image_tensor(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
         raise ValueError(f"channels must be 1, 3 or 4, got {channels}.")
     encoded = tf.convert_to_tensor(encoded, dtype=tf.string)
     is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_MAGIC)
+    is_16bit = tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10")  # IHDR bit depth
 
-    def _png() -> tf.Tensor:
+    def _png16() -> tf.Tensor:
         image = tf.io.decode_png(encoded, channels=channels, dtype=tf.uint16)
-        return tf.cast(image, tf.float32) / 65535.0
+        return tf.cast(image, tf.float32) * _INV_65535
+
+    def _png8() -> tf.Tensor:
+        image = tf.io.decode_png(encoded, channels=channels, dtype=tf.uint8)
+        return tf.cast(image, tf.float32) * _INV_255
 
     def _other() -> tf.Tensor:
         image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
                                    expand_animations=False)
-        return tf.cast(image, tf.float32) / 255.0
+        return tf.cast(image, tf.float32) * _INV_255
 
-    image = tf.cond(is_png, _png, _other)
+    image = tf.cond(is_png, lambda: tf.cond(is_16bit, _png16, _png8), _other)
     image.set_shape([None, None, channels])
     return image
 

@@ -1,0 +1,305 @@
+"""Tests for kpac_tf.io: exact 8/16-bit round trips, layouts, errors, atomic writes."""
+from __future__ import annotations
+
+import io as pyio
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tifffile
+from PIL import Image
+
+from kpac_tf import io as kio
+
+
+def _random16(rng, shape) -> np.ndarray:
+    values = rng.integers(0, 65536, size=shape, dtype=np.uint16)
+    values.flat[0] = 1  # a value that is not a multiple of 257
+    values.flat[1] = 65535
+    values.flat[2] = 0
+    return values
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_round_trip_is_exact(tmp_path, rng, ext):
+    values = _random16(rng, (19, 23, 3))
+    path = tmp_path / f"img{ext}"
+    kio.write_image(path, values / 65535.0, bit_depth=16)
+    data = kio.read_image(path)
+    assert data.bit_depth == 16 and not data.grayscale and data.alpha is None
+    assert data.rgb.dtype == np.float32 and data.rgb.shape == (19, 23, 3)
+    np.testing.assert_array_equal(np.round(data.rgb * 65535.0).astype(np.uint16), values)
+    assert np.any(values % 257 != 0)  # really 16-bit content
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_8bit_round_trip_is_exact(tmp_path, rng, ext):
+    values = rng.integers(0, 256, size=(17, 11, 3), dtype=np.uint8)
+    path = tmp_path / f"img{ext}"
+    kio.write_image(path, values / 255.0)
+    data = kio.read_image(path)
+    assert data.bit_depth == 8
+    np.testing.assert_array_equal(np.round(data.rgb * 255.0).astype(np.uint8), values)
+    np.testing.assert_array_equal(kio.quantize(data.rgb, 8), data.rgb)  # on the 8-bit grid
+
+
+def test_16bit_png_written_by_tensorflow_reads_exactly(tmp_path, rng):
+    values = _random16(rng, (8, 9, 3))
+    path = tmp_path / "tf16.png"
+    path.write_bytes(tf.io.encode_png(values).numpy())
+    np.testing.assert_array_equal(
+        np.round(kio.read_image(path).rgb * 65535).astype(np.uint16), values)
+
+
+def test_writes_are_clipped_and_rounded(tmp_path):
+    rgb = np.array([[[-0.5, 0.5, 1.7]]], np.float32)
+    path = tmp_path / "clip.png"
+    kio.write_image(path, rgb)
+    np.testing.assert_array_equal(kio.read_image(path).rgb * 255, [[[0, 128, 255]]])
+
+
+def test_jpeg_reads_and_16bit_request_falls_back_to_8bit(tmp_path, rng):
+    smooth = np.linspace(0, 1, 32 * 48 * 3, dtype=np.float32).reshape(32, 48, 3)
+    path = tmp_path / "photo.jpg"
+    kio.write_image(path, smooth, bit_depth=16)
+    data = kio.read_image(path)
+    assert data.format == "jpeg" and data.bit_depth == 8 and data.rgb.shape == (32, 48, 3)
+    assert np.abs(data.rgb - smooth).mean() < 0.02
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(image).save(path, exif=exif, quality=95)
+    data = kio.read_image(path)
+    assert data.rgb.shape == (40, 20, 3)
+    assert data.rgb[:15].mean() > 0.9 and data.rgb[25:].mean() < 0.1  # white on top
+
+
+def test_gray_in_gray_out(tmp_path, rng):
+    gray = _random16(rng, (12, 13))
+    path = tmp_path / "gray.png"
+    kio.write_image(path, np.repeat(gray[:, :, None] / 65535.0, 3, axis=2), bit_depth=16,
+                    grayscale=True)
+    encoded = path.read_bytes()
+    assert encoded[25] == 0  # PNG colour type 0: grayscale
+    data = kio.read_image(path)
+    assert data.grayscale and data.bit_depth == 16
+    np.testing.assert_array_equal(data.rgb[:, :, 0], data.rgb[:, :, 2])
+    np.testing.assert_array_equal(np.round(data.rgb[:, :, 1] * 65535).astype(np.uint16), gray)
+    out = tmp_path / "gray_copy.tif"
+    kio.write_image(out, data.rgb, bit_depth=16, grayscale=data.grayscale)
+    assert tifffile.imread(out).shape == (12, 13)
+
+
+def test_rgba_alpha_is_kept(tmp_path, rng):
+    rgb = rng.integers(0, 256, (9, 10, 3)) / 255.0
+    alpha = rng.integers(0, 256, (9, 10, 1)) / 255.0
+    for ext in (".png", ".tif"):
+        path = tmp_path / f"rgba{ext}"
+        kio.write_image(path, rgb, alpha=alpha)
+        data = kio.read_image(path)
+        assert data.alpha is not None and data.alpha.shape == (9, 10, 1)
+        np.testing.assert_allclose(data.alpha, alpha, atol=1e-7)
+        np.testing.assert_allclose(data.rgb, rgb, atol=1e-7)
+
+
+def test_planar_and_float_tiff(tmp_path, rng):
+    values = _random16(rng, (3, 10, 12))  # channel-first, stored as separate planes
+    tifffile.imwrite(tmp_path / "planar.tif", values, photometric="rgb", planarconfig="separate")
+    data = kio.read_image(tmp_path / "planar.tif")
+    assert data.rgb.shape == (10, 12, 3) and data.bit_depth == 16
+    np.testing.assert_array_equal(np.round(data.rgb * 65535).astype(np.uint16),
+                                  np.moveaxis(values, 0, -1))
+    floats = rng.uniform(-0.5, 1.5, (6, 7, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "float.tif", floats, photometric="rgb")
+    np.testing.assert_array_equal(kio.read_image(tmp_path / "float.tif").rgb,
+                                  np.clip(floats, 0, 1))
+
+
+def test_gray_alpha_png(tmp_path):
+    png = pyio.BytesIO()
+    Image.fromarray(np.dstack([np.full((4, 5), 100, np.uint8),
+                               np.full((4, 5), 50, np.uint8)]), mode="LA").save(png, "PNG")
+    data = kio.decode_image_bytes(png.getvalue(), "la.png")
+    assert data.grayscale and data.alpha is not None
+    np.testing.assert_allclose(data.rgb, 100 / 255.0)
+    np.testing.assert_allclose(data.alpha, 50 / 255.0)
+
+
+def test_paletted_bmp_decodes_colours(tmp_path):
+    image = np.zeros((6, 8, 3), np.uint8)
+    image[:, :4] = (200, 30, 10)
+    image[:, 4:] = (5, 60, 250)
+    path = tmp_path / "palette.bmp"
+    Image.fromarray(image).convert("P", palette=Image.ADAPTIVE, colors=4).save(path)
+    data = kio.read_image(path)
+    assert data.format == "bmp" and not data.grayscale
+    np.testing.assert_allclose(data.rgb * 255, image, atol=1)
+
+
+def test_gif_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((5, 6, 3), v, np.uint8)) for v in (40, 200)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    data = kio.read_image(path)
+    assert data.rgb.shape == (5, 6, 3)
+    np.testing.assert_allclose(data.rgb, 40 / 255.0, atol=1 / 255.0)
+
+
+def _png_bytes(rng, bit_depth=8) -> bytes:
+    if bit_depth == 16:
+        return tf.io.encode_png(_random16(rng, (32, 32, 3))).numpy()
+    return tf.io.encode_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).numpy()
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("fraction", [0.3, 0.9, 0.999])
+def test_truncated_png_raises(tmp_path, rng, bit_depth, fraction):
+    data = _png_bytes(rng, bit_depth)
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[:int(len(data) * fraction)])
+    with pytest.raises(kio.ImageError, match="cut.png"):
+        kio.read_image(path)
+
+
+def test_png_without_iend_and_corrupt_png_raise(tmp_path, rng):
+    data = _png_bytes(rng)
+    (tmp_path / "noend.png").write_bytes(data[:-12])
+    corrupt = bytearray(data)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (tmp_path / "corrupt.png").write_bytes(bytes(corrupt))
+    for name in ("noend.png", "corrupt.png"):
+        with pytest.raises(kio.ImageError, match=name):
+            kio.read_image(tmp_path / name)
+
+
+def test_truncated_jpeg_and_tiff_raise(tmp_path, rng):
+    image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    jpeg = tf.io.encode_jpeg(image).numpy()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    tiff = pyio.BytesIO()
+    tifffile.imwrite(tiff, image)
+    (tmp_path / "cut.tif").write_bytes(tiff.getvalue()[:-100])
+    for name in ("cut.jpg", "cut.tif"):
+        with pytest.raises(kio.ImageError, match=name):
+            kio.read_image(tmp_path / name)
+
+
+def test_bad_inputs_raise_image_error_naming_the_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    (tmp_path / "folder.png").mkdir()
+    header = bytearray(_png_bytes(np.random.default_rng(0)))
+    header[16:24] = b"\x00\x00\x00\x00\x00\x00\x00\x00"  # width = height = 0
+    (tmp_path / "zero.png").write_bytes(bytes(header))
+    tiff = pyio.BytesIO()
+    tifffile.imwrite(tiff, np.zeros((4, 4, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    (tmp_path / "five.tif").write_bytes(tiff.getvalue())
+    cases = {
+        "empty.png": "empty",
+        "notes.png": "not a supported image",
+        "folder.png": "folder",
+        "missing.png": "not found",
+        "zero.png": "zero-size",
+        "five.tif": "channel count",
+    }
+    for name, words in cases.items():
+        with pytest.raises(kio.ImageError) as info:
+            kio.read_image(tmp_path / name)
+        message = str(info.value)
+        assert name in message and words in message
+        assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    assert issubclass(kio.ImageError, ValueError)
+
+
+def test_write_rejects_bad_extension_and_shapes(tmp_path):
+    with pytest.raises(kio.ImageError, match=r"out\.bmp.*extension"):
+        kio.write_image(tmp_path / "out.bmp", np.zeros((2, 2, 3)))
+    with pytest.raises(kio.ImageError, match="out.png"):
+        kio.write_image(tmp_path / "out.png", np.zeros((2, 2, 5)))
+    with pytest.raises(kio.ImageError, match="NaN"):
+        kio.write_image(tmp_path / "out.png", np.full((2, 2, 3), np.nan))
+    with pytest.raises(kio.ImageError, match="does not exist"):
+        kio.write_image(tmp_path / "nope" / "out.png", np.zeros((2, 2, 3)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "result.png"
+    kio.write_image(target, np.full((4, 4, 3), 0.25))
+    assert sorted(os.listdir(tmp_path)) == ["result.png"]
+    before = target.read_bytes()
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kio.os, "replace", failing_replace)
+    with pytest.raises(kio.ImageError, match="result.png"):
+        kio.write_image(target, np.full((4, 4, 3), 0.75))
+    with pytest.raises(kio.ImageError, match="new.png"):
+        kio.write_image(tmp_path / "new.png", np.full((4, 4, 3), 0.75))
+    assert sorted(os.listdir(tmp_path)) == ["result.png"]  # no temp file, no new.png
+    assert target.read_bytes() == before  # the old file is untouched
+
+
+def test_written_file_gets_normal_permissions(tmp_path):
+    path = tmp_path / "perm.png"
+    kio.write_image(path, np.zeros((2, 2, 3)))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_graph_decoder_equals_read_image(tmp_path, rng, bit_depth):
+    path = tmp_path / "g.png"
+    values = _random16(rng, (14, 15, 3)) / 65535.0
+    kio.write_image(path, values, bit_depth=bit_depth)
+    expected = kio.read_image(path).rgb
+
+    @tf.function
+    def decode(encoded):
+        return kio.decode_image_tensor(encoded)
+
+    got = decode(tf.constant(path.read_bytes())).numpy()
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, kio.quantize(values, bit_depth))
+
+    jpeg = tmp_path / "g.jpg"
+    kio.write_image(jpeg, values)
+    np.testing.assert_array_equal(decode(tf.constant(jpeg.read_bytes())).numpy(),
+                                  kio.read_image(jpeg).rgb)
+
+
+def test_graph_decoder_gray_png_gives_three_channels(tmp_path, rng):
+    path = tmp_path / "gray.png"
+    kio.write_image(path, rng.random((6, 7, 3)), bit_depth=16, grayscale=True)
+    got = kio.decode_image_tensor(tf.constant(path.read_bytes()), channels=3).numpy()
+    np.testing.assert_array_equal(got, kio.read_image(path).rgb)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_encode_png_tensor_round_trip(rng, bit_depth):
+    values = kio.quantize(rng.random((10, 12, 3)).astype(np.float32), bit_depth)
+    encoded = kio.encode_png_tensor(tf.constant(values), bit_depth)
+    data = kio.decode_image_bytes(encoded.numpy(), "tensor.png")
+    assert data.bit_depth == bit_depth
+    np.testing.assert_array_equal(data.rgb, values)
+
+
+def test_quantize_numpy_and_tensor_agree(rng):
+    x = rng.uniform(-0.2, 1.2, (50,)).astype(np.float32)
+    for bits, levels in ((8, 255), (16, 65535)):
+        q = kio.quantize(x, bits)
+        assert q.dtype == np.float32 and q.min() >= 0 and q.max() <= 1
+        np.testing.assert_allclose(q * levels, np.round(q * levels), atol=1e-3)
+        assert np.abs(q - np.clip(x, 0, 1)).max() <= 0.5 / levels + 1e-7
+        np.testing.assert_array_equal(kio.quantize(tf.constant(x), bits).numpy(), q)
+    with pytest.raises(ValueError):
+        kio.quantize(x, 12)

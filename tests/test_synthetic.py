@@ -1,0 +1,269 @@
+"""Tests for the synthetic defocus renderer, dead-leaves scenes and the pair generator."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kpac_tf import io as kio
+from kpac_tf.data import dead_leaves as dl
+from kpac_tf.data import synthetic as syn
+
+
+def _high_frequency_energy(image: np.ndarray, cutoff: float = 0.15) -> float:
+    """Mean spectral power of the gray image above ``cutoff`` cycles/pixel."""
+    gray = image.mean(axis=-1)
+    gray = gray - gray.mean()
+    power = np.abs(np.fft.rfft2(gray)) ** 2
+    fy = np.fft.fftfreq(gray.shape[0])[:, None]
+    fx = np.fft.rfftfreq(gray.shape[1])[None, :]
+    return float(power[np.hypot(fy, fx) > cutoff].sum() / gray.size)
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return dl.dead_leaves_image(96, 96, seed=7)
+
+
+def test_srgb_linear_round_trip():
+    x = np.linspace(0, 1, 1001, dtype=np.float32)
+    np.testing.assert_allclose(syn.linear_to_srgb(syn.srgb_to_linear(x)), x, atol=2e-6)
+    assert syn.srgb_to_linear(np.float32(0.5)) == pytest.approx(0.21404, abs=1e-4)
+
+
+def test_disc_psf_is_normalised_and_radius_zero_is_identity():
+    for radius in (0.0, 0.3, 1.0, 2.5, 7.0):
+        for mix in (0.0, 0.3):
+            kernel = syn.disc_psf(radius, mix)
+            assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+            assert kernel.shape[0] % 2 == 1 and np.all(kernel >= 0)
+            np.testing.assert_allclose(kernel, kernel.T, atol=1e-7)
+    np.testing.assert_array_equal(syn.disc_psf(0.0), [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    big = syn.disc_psf(5.0)
+    centre = big.shape[0] // 2
+    assert big[centre, centre + 4] == big[centre, centre]  # flat inside (a disc, not a bump)
+    assert big[centre, centre + 6] == 0
+
+
+def test_radius_zero_is_identity(scene, rng):
+    depth = syn.smooth_depth(96, 96, rng)
+    pair = syn.render_defocus_pair(scene, depth, focus=0.4, max_radius=0.0)
+    np.testing.assert_allclose(pair.blurred, scene, atol=1e-5)
+    np.testing.assert_array_equal(pair.sharp, scene)
+    assert pair.mean_radius == 0.0
+
+
+def test_larger_radius_removes_more_high_frequencies(scene):
+    depth = np.ones(scene.shape[:2], np.float32)
+    energies = [_high_frequency_energy(
+        syn.render_defocus(scene, depth, focus=0.0, max_radius=r)) for r in (0, 1, 2, 4, 8)]
+    assert all(a > b for a, b in zip(energies, energies[1:])), energies
+    assert energies[-1] < 0.2 * energies[0]
+
+
+def test_radius_follows_the_thin_lens_law(scene):
+    depth = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (96, 1))
+    pair = syn.render_defocus_pair(scene, depth, focus=0.25, max_radius=6.0)
+    np.testing.assert_allclose(pair.radius, 6.0 * np.abs(depth - 0.25) / 0.75, atol=1e-5)
+    assert pair.radius.max() == pytest.approx(6.0)
+    assert pair.mean_radius == pytest.approx(float(pair.radius.mean()))
+    # each band of columns matches a uniform blur of its own radius best
+    flat = np.ones_like(depth)
+    for column in (48, 80):
+        band = (slice(None), slice(column - 3, column + 4))
+        expected = pair.radius[0, column]
+        errors = {r: np.abs(pair.blurred[band] - syn.render_defocus(
+            scene, flat, focus=0.0, max_radius=r)[band]).mean()
+            for r in (expected - 1.5, expected, expected + 1.5)}
+        assert min(errors, key=errors.get) == expected, errors
+
+
+def test_near_sharp_object_occludes_blurred_background():
+    size = 128
+    background = dl.dead_leaves_image(size, size, seed=2)
+    foreground = dl.dead_leaves_image(size, size, seed=3)
+    yy, xx = np.mgrid[:size, :size]
+    inside = (np.abs(yy - 64) < 24) & (np.abs(xx - 64) < 24)
+    sharp = np.where(inside[..., None], foreground, background).astype(np.float32)
+    depth = np.where(inside, 0.1, 0.9).astype(np.float32)
+    pair = syn.render_defocus_pair(sharp, depth, focus=0.1, max_radius=8.0)
+    # every pixel of the in-focus object, up to its very edge, stays exactly sharp
+    np.testing.assert_allclose(pair.blurred[inside], sharp[inside], atol=1e-5)
+    far = ~((np.abs(yy - 64) < 34) & (np.abs(xx - 64) < 34))
+    assert np.abs(pair.blurred - sharp)[far].mean() > 0.03
+    # the opposite focus blurs the object over the (now sharp) background
+    reverse = syn.render_defocus_pair(sharp, depth, focus=0.9, max_radius=8.0)
+    ring = (np.abs(yy - 64) < 28) & (np.abs(xx - 64) < 28) & ~inside
+    assert np.abs(reverse.blurred - sharp)[ring].mean() > 0.02
+    np.testing.assert_allclose(reverse.blurred[far], sharp[far], atol=1e-5)
+
+
+def test_highlights_bloom_into_discs():
+    sharp = np.full((64, 64, 3), 0.2, np.float32)
+    sharp[32, 32] = 1.0  # a clipped point light
+    depth = np.ones((64, 64), np.float32)
+    plain = syn.render_defocus_pair(sharp, depth, focus=0.0, max_radius=6.0)
+    bloom = syn.render_defocus_pair(sharp, depth, focus=0.0, max_radius=6.0,
+                                    highlight_gain=20.0)
+    # the boosted light spreads into a bright disc of about the blur radius
+    assert bloom.blurred[32, 36, 0] > plain.blurred[32, 36, 0] + 0.1
+    assert bloom.blurred[32, 36, 0] > 0.45  # 20 / (pi 6^2) + 0.033 linear -> 0.49 sRGB
+    assert bloom.blurred[32, 41, 0] == pytest.approx(0.2, abs=1e-4)  # outside the disc
+    np.testing.assert_array_equal(bloom.sharp, sharp)  # target: the same scene, clipped
+
+
+def test_noise_is_added_to_the_blurred_image_only(scene, rng):
+    depth = np.zeros(scene.shape[:2], np.float32)
+    pair = syn.render_defocus_pair(scene, depth, focus=0.0, max_radius=0.0, noise_sigma=0.02,
+                                   rng=rng)
+    residual = (pair.blurred - scene)[(scene > 0.1) & (scene < 0.9)]
+    assert residual.std() == pytest.approx(0.02, rel=0.1)
+    np.testing.assert_array_equal(pair.sharp, scene)
+
+
+def test_dead_leaves_has_high_frequency_content_and_layers():
+    rng = np.random.default_rng(0)
+    scene = dl.dead_leaves_layers(128, 128, rng, num_layers=5)
+    assert scene.rgba.shape == (5, 4, 128, 128) and scene.rgba.dtype == np.float32
+    assert np.all(scene.rgba[0, 3] == 1.0)  # opaque background
+    assert np.all(np.diff(scene.depths) < 0)  # far to near
+    visible = scene.visible_layer()
+    assert len(np.unique(visible)) == 5  # every layer shows somewhere
+    image = dl.dead_leaves_image(128, 128, seed=0)
+    assert image.min() >= 0 and image.max() <= 1
+    # dead leaves keep far more energy above 0.15 cycles/px than a natural photo
+    photo = syn.load_skimage_sample("chelsea")[0][:128, :128]
+    assert _high_frequency_energy(image) > 3 * _high_frequency_energy(photo)
+    assert _high_frequency_energy(image) > 5e-3
+    np.testing.assert_array_equal(image, dl.dead_leaves_image(128, 128, seed=0))
+    assert not np.array_equal(image, dl.dead_leaves_image(128, 128, seed=1))
+
+
+def test_dead_leaves_light_sources_exceed_white():
+    scene = dl.dead_leaves_layers(96, 96, np.random.default_rng(1), num_layers=3,
+                                  light_probability=1.0, light_gain=5.0)
+    colors = scene.rgba[:, :3]
+    assert colors.max() == pytest.approx(5.0)
+    plain = dl.dead_leaves_layers(96, 96, np.random.default_rng(1), num_layers=3)
+    assert plain.rgba[:, :3].max() <= 1.0
+
+
+def test_power_law_sizes():
+    sizes = dl.sample_power_law(np.random.default_rng(0), 20000, 4.0, 100.0, 3.0)
+    assert sizes.min() >= 4.0 and sizes.max() <= 100.0
+    # density r^-3 on [4, 100]: P(r < 8) = (4^-2 - 8^-2) / (4^-2 - 100^-2) = 0.7512
+    assert np.mean(sizes < 8.0) == pytest.approx(0.7512, abs=0.015)
+
+
+@pytest.mark.parametrize("maker", [syn.smooth_depth, syn.slanted_depth, syn.layered_depth])
+def test_depth_models_are_in_range(maker, rng):
+    depth = maker(40, 50, rng)
+    assert depth.shape == (40, 50) and depth.dtype == np.float32
+    assert depth.min() >= 0 and depth.max() <= 1 and np.ptp(depth) > 0.05
+
+
+def test_pairs_are_deterministic_in_range_and_varied():
+    source = syn.SyntheticDefocusSource(64, seed=11)
+    pairs = [source.pair(i) for i in range(8)]
+    again = syn.SyntheticDefocusSource(64, seed=11).pair(5)
+    np.testing.assert_array_equal(again.blurred, pairs[5].blurred)
+    np.testing.assert_array_equal(again.sharp, pairs[5].sharp)
+    other = syn.SyntheticDefocusSource(64, seed=12).pair(5)
+    assert not np.array_equal(other.blurred, pairs[5].blurred)
+    sources = set()
+    for pair in pairs:
+        for image in (pair.blurred, pair.sharp):
+            assert image.shape == (64, 64, 3) and image.dtype == np.float32
+            assert image.min() >= 0 and image.max() <= 1
+        assert pair.radius.shape == (64, 64) and pair.radius.min() >= 0
+        assert pair.radius.max() <= pair.info["max_radius"] + 1e-4
+        sources.add(pair.info["source"])
+    assert "dead_leaves" in sources and len(sources) >= 3
+    assert set(sources) - {"dead_leaves"} <= set(syn.SKIMAGE_TRAIN_SAMPLES)
+
+
+def test_training_and_heldout_photos_are_disjoint_real_photos():
+    assert not set(syn.SKIMAGE_TRAIN_SAMPLES) & set(syn.SKIMAGE_HELDOUT_SAMPLES)
+    assert 4 <= len(syn.SKIMAGE_HELDOUT_SAMPLES) <= 6
+    for name in syn.SKIMAGE_HELDOUT_SAMPLES + syn.SKIMAGE_TRAIN_SAMPLES:
+        rgb, depth = syn.load_skimage_sample(name)
+        assert rgb.ndim == 3 and rgb.shape[2] == 3 and min(rgb.shape[:2]) >= 256
+        assert rgb.dtype == np.float32 and 0 <= rgb.min() and rgb.max() <= 1
+        assert len(np.unique(rgb[::4, ::4, 0])) > 32  # a photograph, not a binary mask
+    _, depth = syn.load_skimage_sample("stereo_motorcycle")
+    assert depth is not None and np.all(np.isfinite(depth))
+
+
+def test_user_photo_folder(tmp_path, rng):
+    photo = np.clip(rng.random((80, 90, 3)), 0, 1)
+    kio.write_image(tmp_path / "a.png", photo, bit_depth=16)
+    (tmp_path / "notes.txt").write_text("ignored")
+    source = syn.SyntheticDefocusSource(48, photos=tmp_path, dead_leaves_fraction=0.0, seed=0)
+    pair = source.pair(0)
+    assert pair.info["source"] == "a.png"
+    assert pair.sharp.shape == (48, 48, 3)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no PNG"):
+        syn.SyntheticDefocusSource(48, photos=empty)
+
+
+def test_tf_dataset_is_reproducible_and_matches_the_source():
+    import tensorflow as tf
+
+    dataset = syn.make_synthetic_dataset(32, seed=3, length=4, with_radius=True)
+    assert dataset.element_spec[0].shape == (32, 32, 3)
+    assert dataset.element_spec[0].dtype == tf.float32
+    first = [[t.numpy() for t in element] for element in dataset]
+    second = [[t.numpy() for t in element]
+              for element in syn.make_synthetic_dataset(32, seed=3, length=4, with_radius=True,
+                                                        num_parallel_calls=1)]
+    assert len(first) == 4
+    source = syn.SyntheticDefocusSource(32, seed=3)
+    for index, (a, b) in enumerate(zip(first, second)):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(a[0], source.pair(index).blurred)
+    infinite = syn.make_synthetic_dataset(32, seed=3)
+    assert len(list(infinite.take(2))) == 2
+
+
+def test_write_dpdd_layout(tmp_path):
+    meta = syn.write_dpdd_layout(tmp_path, 3, split="val", size=(40, 56), seed=1,
+                                 dead_leaves_fraction=0.5)
+    root = tmp_path / "val_c"
+    sources = sorted(os.listdir(root / "source"))
+    assert sources == sorted(os.listdir(root / "target")) == sorted(os.listdir(root / "radius"))
+    assert len(sources) == 3
+    saved = json.loads((root / "synthetic.json").read_text())
+    assert saved["images"].keys() == meta["images"].keys() == set(sources)
+    for name in sources:
+        blurred = kio.read_image(root / "source" / name)
+        sharp = kio.read_image(root / "target" / name)
+        assert blurred.bit_depth == sharp.bit_depth == 16
+        assert blurred.rgb.shape == sharp.rgb.shape == (40, 56, 3)
+        radius = syn.read_radius_map(root / "radius" / name)
+        assert radius.mean() == pytest.approx(saved["images"][name]["mean_radius"], abs=1e-3)
+        if saved["images"][name]["mean_radius"] > 1.0:
+            assert np.abs(blurred.rgb - sharp.rgb).mean() > 1e-3
+    held = {saved["images"][n]["source"] for n in sources} - {"dead_leaves"}
+    assert held <= set(syn.SKIMAGE_HELDOUT_SAMPLES)
+
+
+def test_write_dpdd_layout_full_photos_8bit(tmp_path):
+    syn.write_dpdd_layout(tmp_path, 1, split="test", bit_depth=8, save_radius=False,
+                          photos="skimage:coins")
+    data = kio.read_image(tmp_path / "test_c" / "source" / "synth_0000.png")
+    assert data.bit_depth == 8 and data.rgb.shape == (303, 384, 3)
+    assert not (tmp_path / "test_c" / "radius").exists()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        syn.SyntheticConfig(max_radius=(5.0, 1.0))
+    with pytest.raises(ValueError):
+        syn.SyntheticConfig(depth_models=("cubes",))
+    with pytest.raises(ValueError):
+        syn.render_defocus_pair(np.zeros((4, 4, 3)), np.zeros((5, 4)), focus=0, max_radius=1)
