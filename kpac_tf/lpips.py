@@ -230,8 +230,9 @@ class LPIPS(tf.Module):
         if not isinstance(source, Mapping) and not os.path.isfile(os.fspath(source)):
             raise LPIPSUnavailable(
                 f"LPIPS ({self.net}) needs its ImageNet backbone weights and {os.fspath(source)!r} "
-                "does not exist: make it with experiments/convert_lpips_backbone.py on a "
-                "machine with torch and torchvision, then pass it with --lpips_weights.")
+                "does not exist: make the file with experiments/convert_lpips_backbone.py on a "
+                "machine with torch and torchvision, then put it there or pass its path "
+                "(kpac-eval --lpips_weights).")
         try:
             arrays = _read_arrays(source)
         except (OSError, ValueError) as err:

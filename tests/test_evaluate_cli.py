@@ -1,0 +1,250 @@
+"""kpac-eval end to end on tiny data: CSV, JSON and Markdown contents, skip and error paths.
+
+The command runs in a subprocess (as users run it), so its absl flags never meet
+other commands' flags in the test process.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kpac_tf import io as kio
+from kpac_tf import metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ("img_a", "img_b", "img_c")
+
+
+class _Run:
+    """One kpac-eval subprocess, started at once; ``wait()`` gives the finished process."""
+
+    def __init__(self, args, cwd):
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env["KPAC_TF_LPIPS_DIR"] = str(cwd / "no_lpips_here")  # no backbone unless given
+        self.args = [sys.executable, "-m", "kpac_tf.cli.evaluate", *args]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=cwd)
+        self.result = None
+
+    def wait(self) -> subprocess.CompletedProcess:
+        if self.result is None:
+            out, err = self.proc.communicate(timeout=600)
+            self.result = subprocess.CompletedProcess(self.args, self.proc.returncode, out, err)
+        return self.result
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_pairs(source_dir, target_dir, rng, bit_depth=8):
+    source_dir.mkdir(parents=True)
+    target_dir.mkdir(parents=True)
+    yy, xx = np.mgrid[0:32, 0:48] / 48.0
+    for i, name in enumerate(NAMES):
+        target = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (yy * (i + 1) + xx * c))
+                           for c in (1, 2, 3)], -1)
+        source = np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1)
+        kio.write_image(source_dir / f"{name}.png", source, bit_depth=bit_depth)
+        kio.write_image(target_dir / f"{name}.png", target, bit_depth=bit_depth)
+
+
+def _prepare_model_run(tmp):
+    """A random 2-level KPAC on a DPDD layout with one corrupt file, LPIPS, subsets."""
+    from kpac_tf import build_kpac
+    from kpac_tf.lpips import random_backbone
+    from kpac_tf.weights import save_weights
+
+    rng = np.random.default_rng(7)
+    _write_pairs(tmp / "dpdd" / "test_c" / "source", tmp / "dpdd" / "test_c" / "target", rng)
+    (tmp / "dpdd" / "test_c" / "source" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
+    kio.write_image(tmp / "dpdd" / "test_c" / "target" / "broken.png", np.zeros((32, 48, 3)))
+    weights = save_weights(build_kpac("kpac-2level"), tmp / "random")
+    np.savez(tmp / "lpips_alex.npz", net=np.array("alex"), **random_backbone("alex", seed=2))
+    (tmp / "indoor.txt").write_text("img_a\nimg_b.png  # a comment\n")
+    (tmp / "outdoor.txt").write_text("img_c\n")
+    return [f"--weights={weights}", "--dpdd_root=dpdd", "--split=test", "--output_dir=out",
+            "--indoor_list=indoor.txt", "--outdoor_list=outdoor.txt", "--save_outputs",
+            "--lpips_weights=lpips_alex.npz"]
+
+
+def _prepare_saved_model_run(tmp):
+    """A SavedModel (a known affine map) on plain folders at 16 bits, no LPIPS weights."""
+    import tensorflow as tf
+
+    _write_pairs(tmp / "blurred", tmp / "sharp", np.random.default_rng(3), bit_depth=16)
+
+    class Affine(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def serve(self, image):
+            return {"output_0": image * 1.2 - 0.1}
+
+    module = Affine()
+    tf.saved_model.save(module, str(tmp / "exported"), signatures={"serving_default": module.serve})
+    return ["--saved_model=exported", "--source_dir=blurred", "--target_dir=sharp",
+            "--bit_depth=16", "--output_dir=out"]
+
+
+def _prepare_two_step_run(tmp):
+    from kpac_tf.data import synthetic
+
+    synthetic.write_dpdd_layout(tmp / "syn", 2, "test", size=(40, 56), seed=5)
+    return ["--baseline=two_step", "--dpdd_root=syn", "--nolpips", "--output_dir=out"]
+
+
+def _prepare_identical_run(tmp):
+    _write_pairs(tmp / "a", tmp / "b", np.random.default_rng(1))
+    return ["--baseline=identity", "--source_dir=b", "--target_dir=b", "--nolpips",
+            "--output_dir=out"]
+
+
+def _prepare_unpaired_run(tmp):
+    _write_pairs(tmp / "blurred", tmp / "sharp", np.random.default_rng(0))
+    os.remove(tmp / "sharp" / "img_b.png")
+    return ["--baseline=identity", "--source_dir=blurred", "--target_dir=sharp"]
+
+
+_SCENARIOS = {
+    "model": _prepare_model_run,
+    "saved_model": _prepare_saved_model_run,
+    "two_step": _prepare_two_step_run,
+    "identical": _prepare_identical_run,
+    "unpaired": _prepare_unpaired_run,
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every scenario's data, and its kpac-eval process started (they run concurrently)."""
+    started = {}
+    for name, prepare in _SCENARIOS.items():
+        tmp = tmp_path_factory.mktemp(name)
+        started[name] = (tmp, _Run(prepare(tmp), tmp))
+    yield {name: (tmp, run) for name, (tmp, run) in started.items()}
+    for _, run in started.values():
+        if run.proc.poll() is None:
+            run.proc.kill()
+        run.wait()
+
+
+def test_model_run_reports_bad_file_once_and_exits_1(runs):
+    tmp, run = runs["model"]
+    proc = run.wait()
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.png" in errors[0], proc.stderr
+    assert "3 evaluated, 1 failed (8-bit)" in proc.stdout
+
+
+def test_model_run_scores_match_the_saved_outputs(runs):
+    from kpac_tf.lpips import LPIPS
+
+    tmp, run = runs["model"]
+    run.wait()
+    rows = _read_csv(tmp / "out" / "per_image.csv")
+    assert list(rows[0]) == ["name", "psnr", "ssim", "mae", "lpips", "seconds"]
+    assert [r["name"] for r in rows] == list(NAMES)
+    lp = LPIPS("alex", backbone_weights=tmp / "lpips_alex.npz")
+    for row in rows:
+        out = kio.read_image(tmp / "out" / "outputs" / f"{row['name']}.png").rgb
+        target = kio.read_image(tmp / "dpdd" / "test_c" / "target" / f"{row['name']}.png").rgb
+        want = metrics.score_pair(out, target, metrics.Protocol(bit_depth=8))
+        for key in ("psnr", "ssim", "mae"):
+            assert float(row[key]) == pytest.approx(want[key], abs=2e-6), key
+        assert float(row["lpips"]) == pytest.approx(lp.distance(out, target), abs=1e-5)
+        assert float(row["seconds"]) > 0
+
+
+def test_model_run_summary_and_table(runs):
+    tmp, run = runs["model"]
+    run.wait()
+    rows = _read_csv(tmp / "out" / "per_image.csv")
+    summary = json.loads((tmp / "out" / "summary.json").read_text())
+    assert summary["num_images"] == 3 and summary["num_failed"] == 1
+    assert summary["protocol"]["bit_depth"] == 8 and summary["protocol"]["lpips_net"] == "alex"
+    assert summary["lpips_skipped"] is None
+    means = summary["means"]
+    assert means["all"]["psnr"]["mean"] == pytest.approx(
+        np.mean([float(r["psnr"]) for r in rows]), abs=1e-5)
+    assert means["indoor"]["ssim"]["count"] == 2 and means["outdoor"]["ssim"]["count"] == 1
+    assert means["outdoor"]["mae"]["mean"] == pytest.approx(float(rows[2]["mae"]), abs=1e-6)
+    table = (tmp / "out" / "results.md").read_text()
+    assert metrics.Protocol(bit_depth=8, lpips_net="alex").describe() in table
+    indoor = [line for line in table.splitlines() if line.startswith("| indoor |")][0]
+    psnr_in = np.mean([float(r["psnr"]) for r in rows[:2]])
+    assert indoor.startswith(f"| indoor | 2 | {psnr_in:.2f} |")
+    assert "broken.png" in table
+
+
+def test_saved_model_at_16_bit_with_lpips_skipped(runs):
+    tmp, run = runs["saved_model"]
+    proc = run.wait()
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "LPIPS skipped" in line]
+    assert len(notes) == 1 and "convert_lpips_backbone.py" in notes[0]
+    rows = _read_csv(tmp / "out" / "per_image.csv")
+    assert len(rows) == 3
+    protocol = metrics.Protocol(bit_depth=16, lpips_net=None)
+    for row in rows:
+        source = kio.read_image(tmp / "blurred" / f"{row['name']}.png").rgb
+        target = kio.read_image(tmp / "sharp" / f"{row['name']}.png").rgb
+        want = metrics.score_pair(source * np.float32(1.2) - np.float32(0.1), target, protocol)
+        assert float(row["psnr"]) == pytest.approx(want["psnr"], abs=1e-4)
+        assert float(row["ssim"]) == pytest.approx(want["ssim"], abs=1e-5)
+        assert row["lpips"] == ""
+    summary = json.loads((tmp / "out" / "summary.json").read_text())
+    assert summary["protocol"]["bit_depth"] == 16 and summary["protocol"]["lpips_net"] is None
+    assert "convert_lpips_backbone.py" in summary["lpips_skipped"]
+    table = (tmp / "out" / "results.md").read_text()
+    assert "Protocol: 16-bit." in table and "LPIPS not computed" in table
+    assert "| subset | images | PSNR (dB) | SSIM | MAE |" in table  # no LPIPS column
+
+
+def test_two_step_baseline_on_synthetic_layout(runs):
+    from kpac_tf import baselines
+    from kpac_tf.data import synthetic
+
+    tmp, run = runs["two_step"]
+    proc = run.wait()
+    assert proc.returncode == 0, proc.stderr
+    rows = _read_csv(tmp / "out" / "per_image.csv")
+    assert len(rows) == 2
+    split = tmp / "syn" / "test_c"
+    meta = json.loads((split / "synthetic.json").read_text())
+    for row in rows:
+        info = dict(meta["images"][row["name"] + ".png"])
+        info["radius_map"] = synthetic.read_radius_map(split / "radius" / f"{row['name']}.png")
+        blurred = metrics.prepare(kio.read_image(split / "source" / f"{row['name']}.png").rgb, 8)
+        out = baselines.TwoStep()(blurred.astype(np.float32), info)
+        target = kio.read_image(split / "target" / f"{row['name']}.png").rgb
+        assert float(row["psnr"]) == pytest.approx(metrics.psnr(out, target), abs=1e-5)
+    summary = json.loads((tmp / "out" / "summary.json").read_text())
+    assert summary["method"] == "baseline: two_step"
+    assert summary["lpips_skipped"] == "disabled with --nolpips"
+
+
+def test_setup_errors_exit_2_with_one_line(runs):
+    proc = runs["unpaired"][1].wait()
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "img_b" in errors[0], proc.stderr
+    assert not (runs["unpaired"][0] / "eval_results").exists()  # nothing written
+
+
+def test_identical_pairs_print_inf(runs):
+    tmp, run = runs["identical"]
+    proc = run.wait()
+    assert proc.returncode == 0, proc.stderr
+    rows = _read_csv(tmp / "out" / "per_image.csv")
+    assert all(r["psnr"] == "inf" and float(r["ssim"]) == 1.0 for r in rows)
+    summary = json.loads((tmp / "out" / "summary.json").read_text())
+    assert summary["means"]["all"]["psnr"] == {"mean": "inf", "count": 3, "n_infinite": 3,
+                                               "n_missing": 0}
+    assert "| all | 3 | inf | 1.0000 | 0.0000 |" in (tmp / "out" / "results.md").read_text()
