@@ -19,21 +19,10 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from kpac_tf.cli import common_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "deblurred", "Folder for the results (created if missing).")
 flags.DEFINE_string("suffix", "_deblurred", "Appended to each input's file stem.")
-flags.DEFINE_string(
-    "weights", "kpac-3level",
-    "A preset name (its bundled weights), a project *.weights.npz file, or the authors' npz.",
-)
-flags.DEFINE_string(
-    "preset", None,
-    "Model for an authors' npz (kpac-2level, kpac-3level, kpac-dual); default: guessed from the file.",
-)
-flags.DEFINE_integer("tile", None, "Tile side in pixels (default: chosen from --memory_budget).")
-flags.DEFINE_integer("overlap", 128, "Overlap between tiles in pixels.")
-flags.DEFINE_float("memory_budget", 1024, "Memory for one forward pass, in MB (sets the tile size).")
-flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower, slightly better).")
 flags.DEFINE_boolean(
     "dual_pixel", False, "Inputs are LEFT RIGHT CENTRE file triples for the dual-pixel model."
 )
@@ -99,7 +88,6 @@ def main(argv: list[str]) -> int:
     from tqdm import tqdm
 
     from kpac_tf import io as kio
-    from kpac_tf.inference import Deblurrer
     from kpac_tf.weights import load_model
 
     files, errors = expand_inputs(arguments)
@@ -115,15 +103,10 @@ def main(argv: list[str]) -> int:
         print("error: no input images.", file=sys.stderr)
         return 2
 
-    weights = FLAGS.weights
-    if FLAGS.dual_pixel and weights == "kpac-3level":  # the default follows the mode
-        weights = "kpac-dual"
+    weights = FLAGS.weights or ("kpac-dual" if FLAGS.dual_pixel else "kpac-3level")
     try:
         model = load_model(weights, FLAGS.preset)
-        deblurrer = Deblurrer(
-            model, tile_size=FLAGS.tile, overlap=FLAGS.overlap,
-            memory_budget_mb=FLAGS.memory_budget, ensemble=FLAGS.ensemble,
-        )
+        deblurrer = common_flags.make_deblurrer(model)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -134,7 +117,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
 
-    output_dir = Path(FLAGS.output_dir)
+    output_dir = Path(FLAGS.output_dir or "deblurred")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

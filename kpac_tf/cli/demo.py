@@ -14,12 +14,9 @@ from pathlib import Path
 
 from absl import app, flags
 
+from kpac_tf.cli import common_flags  # noqa: F401  (--weights, --output_dir)
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "demo_output", "Folder for the result and the figure.")
-flags.DEFINE_string(
-    "weights", "kpac-3level",
-    "A preset name (its bundled weights), a project *.weights.npz, or an authors' npz.",
-)
 flags.DEFINE_string("sample", "coffee", "Name of the bundled sample (kpac_tf/assets/samples).")
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
@@ -30,8 +27,9 @@ def sample_paths(name: str) -> tuple[Path, Path]:
     return SAMPLES_DIR / f"{name}_blurred.png", SAMPLES_DIR / f"{name}_sharp.png"
 
 
-def side_by_side_figure(path: Path, panels: list[tuple[str, "np.ndarray"]], crop: tuple) -> None:
-    """Save a figure: full images on the top row, the same zoomed crop below."""
+def side_by_side_figure(path: Path, panels: list, crop: tuple) -> None:
+    """Save a figure: ``panels`` are (title, HWC [0,1] image); full images on the top row,
+    the same zoomed ``crop`` (top, left, size) below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,7 +82,7 @@ def main(argv: list[str]) -> int:
         print(f"error: bundled sample {FLAGS.sample!r} is unreadable: {error}", file=sys.stderr)
         return 2
     try:
-        model = load_model(FLAGS.weights)
+        model = load_model(FLAGS.weights or "kpac-3level", FLAGS.preset)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         print(
@@ -96,7 +94,7 @@ def main(argv: list[str]) -> int:
         return 2
     result = Deblurrer(model).deblur(blurred)
 
-    output_dir = Path(FLAGS.output_dir)
+    output_dir = Path(FLAGS.output_dir or "demo_output")
     output_dir.mkdir(parents=True, exist_ok=True)
     kio.write_image(output_dir / f"{FLAGS.sample}_input.png", blurred)
     kio.write_image(output_dir / f"{FLAGS.sample}_deblurred.png", result)
@@ -113,7 +111,7 @@ def main(argv: list[str]) -> int:
         ],
         crop,
     )
-    print(f"sample {FLAGS.sample!r} ({blurred.shape[1]}x{blurred.shape[0]}), weights {FLAGS.weights}")
+    print(f"sample {FLAGS.sample!r} ({blurred.shape[1]}x{blurred.shape[0]}), weights {FLAGS.weights or 'kpac-3level'}")
     print(f"input   : PSNR {before[0]:6.2f} dB  SSIM {before[1]:.4f}")
     print(f"deblurred: PSNR {after[0]:6.2f} dB  SSIM {after[1]:.4f}  ({after[0] - before[0]:+.2f} dB)")
     print(f"wrote {output_dir}/{FLAGS.sample}_deblurred.png and the figure {figure}")

@@ -46,11 +46,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 from absl import app, flags, logging
 
+from kpac_tf.cli import common_flags
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("weights", None, "Model weights: a *.weights.npz file, an authors' npz, or "
-                    "a preset name whose weights are bundled.")
-flags.DEFINE_string("preset", None, "Model for --weights when the file does not say "
-                    "(kpac-2level, kpac-3level, kpac-dual); default: from the file.")
 flags.DEFINE_string("saved_model", None, "A SavedModel folder with a serving_default "
                     "signature taking float32 [N,H,W,3] in [0,1].")
 flags.DEFINE_enum("baseline", None, ["identity", "wiener", "rl", "two_step"],
@@ -67,7 +65,6 @@ flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Bit depth of the protocol (8 i
                   "published DPDD protocol; 16 scores about 0.6 dB higher).")
 flags.DEFINE_string("indoor_list", None, "Text file of image names in the indoor subset.")
 flags.DEFINE_string("outdoor_list", None, "Text file of image names in the outdoor subset.")
-flags.DEFINE_string("output_dir", "eval_results", "Folder for the CSV, JSON and Markdown.")
 flags.DEFINE_boolean("save_outputs", False, "Also write restored images (PNG at --bit_depth) "
                      "into OUTPUT_DIR/outputs.")
 flags.DEFINE_boolean("lpips", True, "Compute LPIPS (needs its backbone weights file).")
@@ -75,10 +72,6 @@ flags.DEFINE_enum("lpips_net", "alex", ["alex", "vgg"], "LPIPS backbone.")
 flags.DEFINE_string("lpips_weights", None, "LPIPS backbone .npz (made by "
                     "experiments/convert_lpips_backbone.py); default: the standard location.")
 flags.DEFINE_integer("limit", None, "Evaluate only the first N pairs (by name).")
-flags.DEFINE_integer("tile", None, "Model tile side in pixels (default: from --memory_budget).")
-flags.DEFINE_integer("overlap", 128, "Overlap between model tiles in pixels.")
-flags.DEFINE_float("memory_budget", 1024, "Memory for one forward pass, MB.")
-flags.DEFINE_boolean("ensemble", False, "Average the model over 8 flips/rotations.")
 
 CSV_COLUMNS = ("name", "psnr", "ssim", "mae", "lpips", "seconds")
 
@@ -123,13 +116,11 @@ def build_restorer() -> Restorer:
 
 
 def _model_restorer(weights: str, preset: Optional[str]) -> Restorer:
-    from kpac_tf.inference import Deblurrer
     from kpac_tf.weights import load_model
 
     try:
         model = load_model(weights, preset)
-        deblurrer = Deblurrer(model, tile_size=FLAGS.tile, overlap=FLAGS.overlap,
-                              memory_budget_mb=FLAGS.memory_budget, ensemble=FLAGS.ensemble)
+        deblurrer = common_flags.make_deblurrer(model)
     except (OSError, ValueError) as error:
         raise SetupError(str(error)) from error
     dual = deblurrer.config.dual_pixel
@@ -392,6 +383,7 @@ def _command_line() -> str:
 
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str]) -> int:
+    output_dir = FLAGS.output_dir or "eval_results"
     if len(argv) > 1:
         print(f"error: unexpected arguments {' '.join(argv[1:])}; all options are --flags.",
               file=sys.stderr)
@@ -422,16 +414,16 @@ def main(argv: list[str]) -> int:
         lpips_model, lpips_note = build_lpips()
         protocol = metrics.Protocol(bit_depth=bit_depth,
                                     lpips_net=FLAGS.lpips_net if lpips_model else None)
-        os.makedirs(FLAGS.output_dir, exist_ok=True)
+        os.makedirs(output_dir, exist_ok=True)
         outputs_dir = None
         if FLAGS.save_outputs:
-            outputs_dir = os.path.join(FLAGS.output_dir, "outputs")
+            outputs_dir = os.path.join(output_dir, "outputs")
             os.makedirs(outputs_dir, exist_ok=True)
     except SetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"error: {FLAGS.output_dir}: cannot create the output folder "
+        print(f"error: {output_dir}: cannot create the output folder "
               f"({error.strerror or error}).", file=sys.stderr)
         return 2
     if lpips_note:
@@ -448,8 +440,8 @@ def main(argv: list[str]) -> int:
             print(f"warning: none of the images is in the {label} list.", file=sys.stderr)
     source = (f"DPDD-layout {FLAGS.dpdd_root}, split {FLAGS.split}" if FLAGS.dpdd_root
               else f"{FLAGS.source_dir} -> {FLAGS.target_dir}")
-    write_csv(os.path.join(FLAGS.output_dir, "per_image.csv"), results)
-    write_reports(FLAGS.output_dir, results=results, errors=errors, means=means,
+    write_csv(os.path.join(output_dir, "per_image.csv"), results)
+    write_reports(output_dir, results=results, errors=errors, means=means,
                   protocol=protocol, restorer=restorer,
                   data_description=f"{source}; {len(pairs)} pairs",
                   lpips_note=lpips_note, command=_command_line())
@@ -459,7 +451,7 @@ def main(argv: list[str]) -> int:
           f"SSIM {metrics.format_score(overall['ssim'].mean)}, "
           f"MAE {metrics.format_score(overall['mae'].mean)}, "
           f"LPIPS {metrics.format_score(overall['lpips'].mean)}; "
-          f"results in {FLAGS.output_dir}/")
+          f"results in {output_dir}/")
     return 1 if errors else 0
 
 
