@@ -1,0 +1,367 @@
+"""Export for TF Serving and TFLite: layout, signatures, parity, bad inputs, the CLI.
+
+Small models with seeded random weights: the 2-level preset (exported once through
+the kpac-export command, with --attention and --tflite) and the dual-pixel preset
+(exported once in-process). Parity is checked in a fresh Python process that loads
+the SavedModel with TensorFlow alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kpac_tf import export
+from kpac_tf.models import build_kpac
+from kpac_tf.weights import load_model, save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+
+
+def _env(with_repo: bool = True) -> dict:
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
+    if with_repo:
+        paths.insert(0, str(REPO))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kpac_tf.cli.export", *args],
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The 2-level model with seeded random weights, exported by the CLI."""
+    root = tmp_path_factory.mktemp("export_single")
+    keras.utils.set_random_seed(11)
+    weights = save_weights(build_kpac("kpac-2level"), root / "random2.weights.npz")
+    result = _run_cli(
+        f"--weights={weights}", f"--export_dir={root / 'models'}", "--model_name=kpac2",
+        "--attention", "--tflite",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    version_dir = Path(result.stdout.strip().splitlines()[-1])
+    return {
+        "root": root,
+        "dir": version_dir,
+        "weights": weights,
+        "model": load_model(weights),
+        "attention_model": load_model(weights, return_attention=True),
+    }
+
+
+@pytest.fixture(scope="module")
+def dual(tmp_path_factory):
+    """The dual-pixel preset with seeded random weights, exported in-process."""
+    root = tmp_path_factory.mktemp("export_dual")
+    keras.utils.set_random_seed(12)
+    model = build_kpac("kpac-dual")
+    return {"dir": export.export_saved_model(model, root, "dual"), "model": model}
+
+
+def _keras(model, *images) -> np.ndarray:
+    output = model(list(images) if len(images) > 1 else images[0], training=False)
+    if isinstance(output, dict):
+        output = output["output"]
+    return np.clip(np.asarray(output), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Layout.
+
+
+def test_cli_writes_tf_serving_layout_with_metadata(single):
+    version_dir = single["dir"]
+    assert version_dir.name == "1" and version_dir.parent.name == "kpac2"
+    assert sorted(p.name for p in version_dir.parent.iterdir()) == ["1"]  # no partial folder left
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "variables").is_dir()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(version_dir.stat().st_mode) == 0o777 & ~umask  # readable by a server
+    metadata = json.loads((version_dir / "assets.extra" / export.METADATA_FILE).read_text())
+    assert metadata["config"]["levels"] == 2 and metadata["config"]["dual_pixel"] is False
+    assert metadata["weights"] == "random2.weights.npz"  # file name only, no folders
+    assert set(metadata["signatures"]) == {"serving_default", "encoded", "attention"}
+    assert metadata["signatures"]["serving_default"]["inputs"]["images"]["shape"] == [None, None, None, 3]
+
+
+def test_next_version_and_existing_version_is_never_replaced(single, tmp_path):
+    base = tmp_path / "kpac"
+    for name in ("1", "3", "notes", ".4.partial-x"):
+        (base / name).mkdir(parents=True)
+    (base / "7").write_text("a file, not a version folder")
+    assert export.next_version(base) == 4
+    assert export.next_version(tmp_path / "missing") == 1
+
+    before = (single["dir"] / "saved_model.pb").read_bytes()
+    with pytest.raises(FileExistsError, match="never replaced"):
+        export.export_saved_model(single["model"], single["dir"].parents[1], "kpac2", version=1)
+    assert (single["dir"] / "saved_model.pb").read_bytes() == before
+
+
+def test_failed_export_leaves_nothing_behind(single, tmp_path, monkeypatch):
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    monkeypatch.setattr(export, "build_serving_module", lambda model, attention: (tf.Module(), {}))
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(single["model"], tmp_path, "kpac")
+    assert list((tmp_path / "kpac").iterdir()) == []
+
+
+def test_export_rejects_bad_names_versions_and_models(single, tmp_path):
+    with pytest.raises(ValueError, match="folder name"):
+        export.export_saved_model(single["model"], tmp_path, "../escape")
+    with pytest.raises(ValueError, match="positive integer"):
+        export.export_saved_model(single["model"], tmp_path, "kpac", version=0)
+    override = build_kpac("kpac-2level", alpha_override=True)
+    with pytest.raises(ValueError, match="alpha_override"):
+        export.export_saved_model(override, tmp_path, "kpac")
+    plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    with pytest.raises(ValueError, match="not built by"):
+        export.export_saved_model(plain, tmp_path, "kpac")
+
+
+def test_saved_model_cli_lists_signatures_with_dynamic_shapes(single):
+    command = shutil.which("saved_model_cli")
+    argv = [command] if command else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    result = subprocess.run(
+        [*argv, "show", "--dir", str(single["dir"]), "--all"],
+        capture_output=True, text=True, env=_env(with_repo=False), timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    for name in ("serving_default", "encoded", "attention"):
+        assert f"signature_def['{name}']" in text
+    blocks = {b.split("']", 1)[0]: b for b in text.split("signature_def['")[1:]}
+    assert "inputs['images']" in blocks["serving_default"]
+    assert "shape: (-1, -1, -1, 3)" in blocks["serving_default"]
+    assert "outputs['deblurred']" in blocks["serving_default"]
+    assert "inputs['image_bytes']" in blocks["encoded"] and "shape: (-1)" in blocks["encoded"]
+    assert "outputs['png_bytes']" in blocks["encoded"]
+    assert "outputs['block1_alpha']" in blocks["attention"]
+    assert "shape: (-1, -1, -1, 5)" in blocks["attention"]
+
+
+# ---------------------------------------------------------------------------------------
+# Parity in a fresh process (TensorFlow only).
+
+_FRESH = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import numpy as np
+    import tensorflow as tf
+
+    jobs = json.loads(Path(sys.argv[1]).read_text())
+    for job in jobs:
+        function = tf.saved_model.load(job["dir"]).signatures[job["signature"]]
+        feeds = {}
+        if job.get("floats"):
+            with np.load(job["floats"]) as data:
+                feeds.update({key: tf.constant(data[key]) for key in data.files})
+        for key, paths in job.get("bytes", {}).items():
+            feeds[key] = tf.constant([Path(p).read_bytes() for p in paths])
+        outputs = function(**feeds)
+        out = Path(job["out"])
+        out.mkdir()
+        arrays = {}
+        for key, value in outputs.items():
+            if value.dtype == tf.string:
+                for index, item in enumerate(value.numpy()):
+                    (out / f"{key}_{index}.png").write_bytes(item)
+            else:
+                arrays[key] = value.numpy()
+        np.savez(out / "floats.npz", **arrays)
+    print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "kpac_tf")))
+    """
+)
+
+
+def _png(array01: np.ndarray, bits: int) -> bytes:
+    levels = 255 if bits == 8 else 65535
+    dtype = tf.uint8 if bits == 8 else tf.uint16
+    return tf.io.encode_png(tf.constant(np.round(array01 * levels).astype(dtype.as_numpy_dtype))).numpy()
+
+
+def test_fresh_process_matches_keras_for_every_signature(single, dual, tmp_path, rng):
+    jobs = []
+    single_floats = {"images": rng.random((2, 37, 53, 3), dtype=np.float32)}
+    np.savez(tmp_path / "single.npz", **single_floats)
+    small = {"images": rng.random((1, 5, 3, 3), dtype=np.float32)}  # smaller than one stride
+    np.savez(tmp_path / "small.npz", **small)
+    views = {v: rng.random((1, 21, 19, 3), dtype=np.float32) for v in ("left", "right", "centre")}
+    np.savez(tmp_path / "dual.npz", **views)
+
+    photo = rng.random((29, 34, 3), dtype=np.float32)
+    files = {
+        "png8": _png(photo, 8),
+        "png16": _png(photo, 16),
+        "jpeg": tf.io.encode_jpeg(np.round(photo * 255).astype(np.uint8), quality=90).numpy(),
+        "gray8": _png(photo[:, :, :1], 8),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    dual_files = {v: _png(views[v][0], 16) for v in views}
+    for view, data in dual_files.items():
+        (tmp_path / f"dual_{view}.png").write_bytes(data)
+
+    def job(directory, signature, out, floats=None, byte_files=None):
+        return {"dir": str(directory), "signature": signature, "out": str(tmp_path / out),
+                "floats": str(tmp_path / floats) if floats else None,
+                "bytes": {k: [str(tmp_path / n) for n in v] for k, v in (byte_files or {}).items()}}
+
+    jobs = [
+        job(single["dir"], "serving_default", "o1", floats="single.npz"),
+        job(single["dir"], "serving_default", "o2", floats="small.npz"),
+        job(single["dir"], "attention", "o3", floats="single.npz"),
+        job(single["dir"], "encoded", "o4", byte_files={"image_bytes": list(files)}),
+        job(dual["dir"], "serving_default", "o5", floats="dual.npz"),
+        job(dual["dir"], "encoded", "o6", byte_files={f"{v}_bytes": [f"dual_{v}.png"] for v in views}),
+    ]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    (tmp_path / "fresh.py").write_text(_FRESH)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "fresh.py"), str(tmp_path / "jobs.json")],
+        capture_output=True, text=True, env=_env(with_repo=False), cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []  # kpac_tf never imported
+
+    def floats(job):
+        with np.load(tmp_path / job / "floats.npz") as data:
+            return {key: data[key] for key in data.files}
+
+    model, attention_model = single["model"], single["attention_model"]
+    # serving_default: odd size, batch of 2, and an image smaller than the stride.
+    for job, inputs in (("o1", single_floats), ("o2", small)):
+        got = floats(job)["deblurred"]
+        want = _keras(model, inputs["images"])
+        assert got.shape == inputs["images"].shape
+        assert np.abs(got - want).max() <= TOL
+        assert got.min() >= 0.0 and got.max() <= 1.0
+    # attention: same image output plus every block's maps.
+    got = floats("o3")
+    want = attention_model(single_floats["images"], training=False)
+    assert np.abs(got["deblurred"] - np.clip(want["output"], 0, 1)).max() <= TOL
+    for key in ("block1_alpha", "block1_beta", "block2_alpha", "block2_beta"):
+        assert got[key].shape == tuple(want[key].shape)
+        assert np.abs(got[key] - np.asarray(want[key])).max() <= TOL
+    assert got["block1_alpha"].shape == (2, 10, 14, 5)  # padded 40x56 / 4
+    # encoded: PNG out with the input's bit depth, pixels = quantised Keras output.
+    references = {
+        "png8": (np.round(photo * 255) / 255, 8),
+        "png16": (np.round(photo * 65535) / 65535, 16),
+        "jpeg": (tf.io.decode_jpeg(files["jpeg"]).numpy() / 255.0, 8),
+        "gray8": (np.repeat(np.round(photo[:, :, :1] * 255) / 255, 3, axis=2), 8),
+    }
+    for index, (name, (decoded, bits)) in enumerate(references.items()):
+        data = (tmp_path / "o4" / f"png_bytes_{index}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[24] == bits, name
+        got = tf.io.decode_png(data, dtype=tf.uint8 if bits == 8 else tf.uint16).numpy()
+        want = _keras(model, decoded[None].astype(np.float32))[0]
+        want = np.round(want * (2**bits - 1))
+        assert got.shape == (29, 34, 3), name
+        assert np.abs(got.astype(np.int64) - want).max() <= 1, name  # rounding ties only
+    # dual-pixel: three inputs in, one output; float and encoded.
+    got = floats("o5")["deblurred"]
+    want = _keras(dual["model"], views["left"], views["right"], views["centre"])
+    assert got.shape == (1, 21, 19, 3) and np.abs(got - want).max() <= TOL
+    data = (tmp_path / "o6" / "png_bytes_0.png").read_bytes()
+    assert data[24] == 16
+    decoded = [np.round(views[v] * 65535) / 65535 for v in ("left", "right", "centre")]
+    want = np.round(_keras(dual["model"], *[d.astype(np.float32) for d in decoded])[0] * 65535)
+    assert np.abs(tf.io.decode_png(data, dtype=tf.uint16).numpy().astype(np.int64) - want).max() <= 1
+
+
+def test_dual_pixel_export_has_three_inputs(dual):
+    loaded = tf.saved_model.load(str(dual["dir"]))
+    inputs = loaded.signatures["serving_default"].structured_input_signature[1]
+    assert set(inputs) == {"left", "right", "centre"}
+    assert set(loaded.signatures["encoded"].structured_input_signature[1]) == {
+        "left_bytes", "right_bytes", "centre_bytes"}
+
+
+# ---------------------------------------------------------------------------------------
+# Bad inputs.
+
+
+def _error_text(call) -> str:
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        call()
+    return str(info.value)
+
+
+def test_signatures_reject_bad_inputs_with_clear_messages(single, dual, rng):
+    signatures = tf.saved_model.load(str(single["dir"])).signatures
+    serve, encoded = signatures["serving_default"], signatures["encoded"]
+    good = rng.random((1, 9, 11, 3), dtype=np.float32)
+    cases = {
+        "must have 3 channels": np.concatenate([good, good[..., :1]], axis=-1),
+        "shaped [N, H, W, 3]; got a tensor of rank": good[0],
+        "values in [0, 1] (divide 8-bit data by 255)": good * 255.0,
+        "finite values": np.where(good > 0.5, np.nan, good).astype(np.float32),
+        "at least 1 pixel": np.zeros((1, 0, 4, 3), np.float32),
+    }
+    for message, images in cases.items():
+        assert message in _error_text(lambda: serve(images=tf.constant(images))), message
+
+    png = _png(good[0], 8)
+    for data in (b"not an image at all", b"", b"GIF89a" + png[6:]):
+        text = _error_text(lambda: encoded(image_bytes=tf.constant([png, data])))
+        assert "image_bytes must hold a PNG (8 or 16-bit) or JPEG file" in text
+    assert "PNG" in _error_text(lambda: encoded(image_bytes=tf.constant([png[:60]])))
+    assert "1-D tensor" in _error_text(lambda: encoded(image_bytes=tf.constant([[png]])))
+
+    dual_signatures = tf.saved_model.load(str(dual["dir"])).signatures
+    views = {"left": good, "right": good, "centre": good[:, :8]}
+    feeds = {key: tf.constant(value) for key, value in views.items()}
+    text = _error_text(lambda: dual_signatures["serving_default"](**feeds))
+    assert "left and centre must have the same shape" in text
+    text = _error_text(lambda: dual_signatures["encoded"](
+        left_bytes=tf.constant([png]), right_bytes=tf.constant([png]), centre_bytes=tf.constant([png, png])))
+    assert "must list the same number of images" in text
+
+
+def test_cli_fails_with_one_line_for_missing_weights(tmp_path):
+    result = _run_cli(f"--weights={tmp_path / 'missing.weights.npz'}", f"--export_dir={tmp_path}")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("kpac-export:")]
+    assert len(lines) == 1 and "no such weights file" in lines[0]
+    assert not (tmp_path / "kpac").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# TFLite.
+
+
+def test_tflite_matches_keras_with_dynamic_shapes(single, rng):
+    path = single["dir"] / "assets.extra" / export.TFLITE_FILE
+    runner = export.TFLiteDeblurrer(path, num_threads=2)
+    assert runner.input_names == ("images",)
+    for shape in ((1, 37, 53, 3), (2, 16, 24, 3), (1, 7, 5, 3)):
+        images = rng.random(shape, dtype=np.float32)
+        got = runner(images)
+        assert got.shape == shape
+        assert np.abs(got - _keras(single["model"], images)).max() <= TOL, shape
+    with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+        runner(rng.random((1, 8, 8, 4), dtype=np.float32))
