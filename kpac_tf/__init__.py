@@ -26,6 +26,9 @@ _EXPORTS = {
     "write_image": "kpac_tf.io",
     "ImageError": "kpac_tf.io",
     "make_synthetic_dataset": "kpac_tf.data.synthetic",
+    "KPACTrainer": "kpac_tf.training",
+    "train": "kpac_tf.training",
+    "export_saved_model": "kpac_tf.export",
 }
 
 __all__ = sorted(_EXPORTS)

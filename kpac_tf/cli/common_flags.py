@@ -19,6 +19,11 @@ flags.DEFINE_string(
     "preset", None,
     "Model architecture: kpac-2level, kpac-3level or kpac-dual (default: from the weights).",
 )
+flags.DEFINE_enum(
+    "bit_depth", "8", ["8", "16"],
+    "Image precision: 8 (the paper and the published DPDD protocol) or 16 (DPDD's files; "
+    "scores about 0.6 dB higher).",
+)
 flags.DEFINE_string("output_dir", None, "Folder for the results (created if missing).")
 flags.DEFINE_integer("tile", None, "Tile side in pixels (default: chosen from --memory_budget).")
 flags.DEFINE_integer("overlap", 128, "Overlap between tiles in pixels.")

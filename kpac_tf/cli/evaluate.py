@@ -61,8 +61,6 @@ flags.DEFINE_string("radius_dir", None, "Oracle radius maps for the baselines (d
                     "--dpdd_root: {split}_c/radius).")
 flags.DEFINE_string("blur_info", None, "synthetic.json with per-image blur facts (default "
                     "with --dpdd_root: {split}_c/synthetic.json if present).")
-flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Bit depth of the protocol (8 is the "
-                  "published DPDD protocol; 16 scores about 0.6 dB higher).")
 flags.DEFINE_string("indoor_list", None, "Text file of image names in the indoor subset.")
 flags.DEFINE_string("outdoor_list", None, "Text file of image names in the outdoor subset.")
 flags.DEFINE_boolean("save_outputs", False, "Also write restored images (PNG at --bit_depth) "

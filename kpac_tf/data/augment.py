@@ -43,25 +43,29 @@ def check_same_size(sample: Sample) -> tf.Tensor:
     """Assert every image of ``sample`` has the same H and W; returns that [H, W]."""
     names = sorted(sample)
     size = tf.shape(sample[names[0]])[:2]
-    for name in names[1:]:
+    checks = [
         tf.debugging.assert_equal(
             tf.shape(sample[name])[:2],
             size,
             message=f"The {name!r} image and the {names[0]!r} image differ in size; "
             "source and target images must be aligned and of equal size.",
         )
-    return size
+        for name in names[1:]
+    ]
+    with tf.control_dependencies([c for c in checks if c is not None]):
+        return tf.identity(size)
 
 
 def crop_window(height: tf.Tensor, width: tf.Tensor, size: int, seed: tf.Tensor):
     """A random top-left corner (y, x) of a ``size`` x ``size`` window, uniform over
     every valid position of an image of ``height`` x ``width``."""
-    tf.debugging.assert_greater_equal(
+    check = tf.debugging.assert_greater_equal(
         tf.minimum(height, width),
         tf.cast(size, height.dtype),
         message=f"An image is smaller than the {size}x{size} crop; use a smaller --crop.",
     )
-    limits = tf.stack([height - size + 1, width - size + 1])
+    with tf.control_dependencies([check] if check is not None else []):
+        limits = tf.stack([height - size + 1, width - size + 1])
     offsets = tf.random.stateless_uniform(
         [2], seed=seed, minval=0, maxval=tf.int32.max, dtype=tf.int32
     )
@@ -73,7 +77,12 @@ def random_crop(sample: Sample, size: int, seed: tf.Tensor) -> dict[str, tf.Tens
     """The same random ``size`` x ``size`` window of every image in ``sample``."""
     hw = check_same_size(sample)
     y, x = crop_window(hw[0], hw[1], size, seed)
-    return {k: v[y : y + size, x : x + size, :] for k, v in sample.items()}
+    out = {}
+    for key, image in sample.items():
+        window = tf.slice(image, tf.stack([y, x, 0]), [size, size, -1])
+        window.set_shape([size, size, image.shape[-1]])
+        out[key] = window
+    return out
 
 
 def center_crop(sample: Sample, size: int) -> dict[str, tf.Tensor]:

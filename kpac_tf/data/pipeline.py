@@ -36,15 +36,19 @@ from absl import logging
 
 from kpac_tf import io as kio
 from kpac_tf.data import augment
+from kpac_tf.data import dpdd
 from kpac_tf.data.dpdd import ImagePair, describe_pairs
 
 __all__ = [
+    "DataSources",
     "FilePairSource",
     "PairSource",
     "PipelineConfig",
     "SyntheticSource",
     "make_eval_dataset",
     "make_train_dataset",
+    "make_synthetic_source",
+    "resolve_data",
     "sample_index",
     "to_float",
 ]
@@ -110,6 +114,7 @@ class FilePairSource(PairSource):
             "target": [p.target for p in pairs],
         }
         self._paths = {key: columns[key] for key in self.keys}
+        _check_headers([path for paths in self._paths.values() for path in paths])
         self._cache: dict[str, list[np.ndarray]] | None = None
         if cache:
             self._cache = self._decode_all(cache_bits)
@@ -132,7 +137,11 @@ class FilePairSource(PairSource):
                 num_parallel_calls=AUTOTUNE,
                 deterministic=True,
             )
-            cache[key] = [np.asarray(image) for image in decoded.as_numpy_iterator()]
+            try:
+                cache[key] = [np.asarray(image) for image in decoded.as_numpy_iterator()]
+            except tf.errors.OpError as error:
+                raise ValueError(f"Cannot decode the {key} images for the cache: "
+                                 f"{error.message.splitlines()[0]}") from None
         megabytes = sum(a.nbytes for images in cache.values() for a in images) / 2**20
         logging.info("Cached %d images in memory (%.0f MB).", self.num_items * len(cache), megabytes)
         return cache
@@ -157,6 +166,27 @@ class FilePairSource(PairSource):
             key: kio.decode_image_tensor(tf.io.read_file(tf.gather(tf.constant(paths), item)), 3)
             for key, paths in self._paths.items()
         }
+
+
+_MAGICS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
+
+
+def _check_headers(paths: Sequence[str]) -> None:
+    """ValueError listing files that are not PNG/JPEG/BMP/GIF images (first bytes),
+    so broken files fail at start-up rather than hours into a run."""
+    bad = []
+    for path in paths:
+        try:
+            with tf.io.gfile.GFile(path, "rb") as stream:
+                head = stream.read(8)
+        except tf.errors.OpError:
+            head = b""
+        if not any(head.startswith(magic) for magic in _MAGICS):
+            bad.append(path)
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise ValueError(f"{len(bad)} file(s) are not readable PNG/JPEG/BMP/GIF images: {shown}; "
+                         "replace or remove them.")
 
 
 class SyntheticSource(PairSource):
@@ -400,3 +430,156 @@ def make_eval_dataset(
     dataset = dataset.map(make_sample, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(per_replica_batch, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE).with_options(_options(True))
+
+
+# ---------------------------------------------------------------------------------------
+# From a --data specification to sources.
+
+#: Scene kinds of the synthetic generator ("synthetic:deadleaves,skimage").
+SYNTHETIC_KINDS = ("deadleaves", "skimage")
+#: Offset between the generator seeds of training and validation scenes.
+_VAL_SEED_OFFSET = 1_000_003
+
+
+@dataclasses.dataclass
+class DataSources:
+    """Training and (optional) validation sources resolved from a --data value."""
+
+    train: PairSource
+    val: PairSource | None
+    description: str
+
+
+def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 256, *, seed: int = 0,
+                          held_out: bool = False, num_items: int | None = None) -> SyntheticSource:
+    """Synthetic defocus pairs (:mod:`kpac_tf.data.synthetic`) as a pipeline source.
+
+    Args:
+        kinds: "deadleaves" (procedural scenes), "skimage" (scikit-image's sample
+            photos: the training list, or the held-out list when ``held_out``), or
+            folders / files of the user's all-in-focus photos. Dead leaves and photos
+            are mixed half and half.
+        size: side of the generated pairs (the training crop).
+        seed: generator seed (validation adds a fixed offset, so scenes never repeat).
+        held_out: validation scenes (held-out photos, other seeds).
+        num_items: None for an endless training stream, or the validation count.
+    """
+    from kpac_tf.data import synthetic
+
+    kinds = [k.strip() for k in kinds if k.strip()]
+    if not kinds:
+        raise ValueError("Name at least one synthetic scene kind, e.g. synthetic:deadleaves,skimage.")
+    photos: list[str] = []
+    dead_leaves = False
+    for kind in kinds:
+        if kind.lower().replace("_", "").replace("-", "") == "deadleaves":
+            dead_leaves = True
+        elif kind.lower() == "skimage":
+            photos.append("skimage-heldout" if held_out else "skimage-train")
+        elif tf.io.gfile.exists(kind):
+            photos.append(kind)
+        else:
+            raise ValueError(
+                f"Unknown synthetic scene kind {kind!r}; use deadleaves, skimage or a folder of "
+                "sharp photos."
+            )
+    fraction = 0.5 if (dead_leaves and photos) else (1.0 if dead_leaves else 0.0)
+    generator_seed = seed + (_VAL_SEED_OFFSET if held_out else 0)
+    generator = synthetic.SyntheticDefocusSource(
+        size, photos=photos or None, dead_leaves_fraction=fraction, seed=generator_seed
+    )
+
+    def generate(index: int) -> dict:
+        pair = generator.pair(index)
+        return {"input": pair.blurred, "target": pair.sharp}
+
+    name = "synthetic " + "+".join(kinds) + (" (held out)" if held_out else "")
+    return SyntheticSource(generate, size, name=name, num_items=num_items)
+
+
+def _limit(pairs: list[ImagePair], count: int | None) -> list[ImagePair]:
+    return pairs[:count] if count else pairs
+
+
+def _folder_pairs(spec: str, dual_pixel: bool) -> list[ImagePair] | None:
+    """Pairs for "SOURCE_DIR,TARGET_DIR" or a folder with source/ and target/ inside."""
+    if "," in spec:
+        source_dir, target_dir = (part.strip() for part in spec.split(",", 1))
+        if dual_pixel:
+            raise ValueError("Dual-pixel training needs the DPDD layout (left/right view folders).")
+        return dpdd.list_folder_pairs(source_dir, target_dir)
+    inner = [spec.rstrip("/") + "/source", spec.rstrip("/") + "/target"]
+    if all(tf.io.gfile.isdir(path) for path in inner):
+        if dual_pixel:
+            raise ValueError("Dual-pixel training needs the DPDD layout (left/right view folders).")
+        return dpdd.list_folder_pairs(*inner)
+    return None
+
+
+def resolve_data(
+    spec: str,
+    *,
+    crop: int | None,
+    val_spec: str | None = None,
+    val_crop: int | None = None,
+    val_images: int | None = None,
+    dual_pixel: bool = False,
+    bit_depth: int = 8,
+    cache: bool = False,
+    seed: int = 0,
+) -> DataSources:
+    """Training and validation sources for a ``--data`` value.
+
+    ``spec``:
+      - ``synthetic`` or ``synthetic:KIND[,KIND...]``: synthetic defocus (KIND:
+        deadleaves, skimage, or a folder of sharp photos); ``synthetic`` means
+        ``synthetic:deadleaves,skimage``. Validation: ``val_images`` (default 16)
+        held-out scenes.
+      - a DPDD root (``train_c/`` ...): the train split; validation: the val split.
+      - ``SOURCE_DIR,TARGET_DIR`` or a folder holding ``source/`` and ``target/``.
+
+    ``val_spec`` overrides validation ("none" disables it; otherwise a DPDD root (its
+    val split) or a folder pair). ``val_images`` keeps the first N validation items.
+    """
+    spec = spec.strip()
+    if not spec:
+        raise ValueError("--data is empty; give a DPDD folder, SOURCE_DIR,TARGET_DIR or synthetic.")
+    val: PairSource | None = None
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        if dual_pixel:
+            raise ValueError("The synthetic generator makes single images; dual-pixel needs DPDD data.")
+        if crop is None:
+            raise ValueError("Synthetic data needs a crop size (--crop).")
+        kinds = spec.split(":", 1)[1].split(",") if ":" in spec else list(SYNTHETIC_KINDS)
+        train = make_synthetic_source(kinds, crop, seed=seed)
+        if val_spec is None:
+            val = make_synthetic_source(kinds, val_crop or crop, seed=seed, held_out=True,
+                                        num_items=val_images or 16)
+    elif dpdd.is_dpdd_root(spec):
+        train = FilePairSource(dpdd.list_dpdd(spec, "train", dual_pixel=dual_pixel),
+                               cache=cache, cache_bits=bit_depth)
+        if val_spec is None and tf.io.gfile.isdir(spec.rstrip("/") + "/val_c"):
+            val = FilePairSource(_limit(dpdd.list_dpdd(spec, "val", dual_pixel=dual_pixel), val_images))
+    else:
+        pairs = _folder_pairs(spec, dual_pixel)
+        if pairs is None:
+            raise ValueError(
+                f"--data={spec} is neither a DPDD folder (with train_c/), a folder with source/ "
+                "and target/, SOURCE_DIR,TARGET_DIR, nor synthetic[:KINDS]."
+            )
+        train = FilePairSource(pairs, cache=cache, cache_bits=bit_depth)
+    if val_spec is not None and val_spec.strip().lower() != "none":
+        val_spec = val_spec.strip()
+        if dpdd.is_dpdd_root(val_spec):
+            pairs = dpdd.list_dpdd(val_spec, "val", dual_pixel=dual_pixel)
+        else:
+            pairs = _folder_pairs(val_spec, dual_pixel)
+            if pairs is None:
+                raise ValueError(
+                    f"--val_data={val_spec} is neither a DPDD folder, a folder with source/ and "
+                    "target/, SOURCE_DIR,TARGET_DIR, nor none."
+                )
+        val = FilePairSource(_limit(pairs, val_images))
+    logging.info("Training data: %s; validation: %s.", train.describe(),
+                 val.describe() if val is not None else "none")
+    return DataSources(train=train, val=val, description=spec)

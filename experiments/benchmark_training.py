@@ -1,0 +1,112 @@
+"""Benchmark: KPAC training speed and input-pipeline speed on this machine.
+
+    python experiments/benchmark_training.py                      # 3-level, batch 4 x 256x256
+    python experiments/benchmark_training.py --steps=20 --preset=kpac-2level
+
+Measures, in one run:
+  1. training steps/s of the real training step (``KPACTrainer.train_step`` through the
+     same compiled loop ``kpac-train`` uses; MAE loss; random data resident in memory,
+     so nothing but the step is timed);
+  2. the input pipelines alone (batches/s of ``make_train_dataset``): synthetic defocus
+     (dead leaves + scikit-image photos, the default synthetic training data) and
+     DPDD-like files (16-bit 1680x1120 PNGs, random crops), decoded for every sample
+     or cached in memory (``--cache``);
+and prints how many times faster each pipeline is than the training step (it should
+be at least 5x, so that input never stalls training).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("preset", "kpac-3level", "Model preset.")
+flags.DEFINE_integer("batch_size", 4, "Batch size.")
+flags.DEFINE_integer("crop", 256, "Crop side.")
+flags.DEFINE_integer("warmup", 2, "Untimed training steps (tracing, allocation).")
+flags.DEFINE_integer("steps", 10, "Timed training steps.")
+flags.DEFINE_integer("pipeline_batches", 20, "Timed batches per input pipeline.")
+flags.DEFINE_integer("dpdd_files", 8, "DPDD-like file pairs to write for the file pipeline.")
+
+
+def _time_training(tf, preset: str, batch: int, crop: int, warmup: int, steps: int) -> float:
+    from kpac_tf import models, training
+
+    strategy = tf.distribute.get_strategy()
+    config = training.TrainConfig(steps=warmup + steps, batch_size=batch)
+    network = models.build_kpac(preset)
+    trainer = training.KPACTrainer(network)
+    optimizer = training.make_optimizer(config)
+    trainer.compile(optimizer=optimizer, jit_compile=False)
+    optimizer.build(network.trainable_variables)
+    blurred = tf.random.stateless_uniform([batch, crop, crop, 3], seed=[1, 2])
+    sharp = tf.clip_by_value(blurred + 0.05 * tf.random.stateless_normal(blurred.shape, seed=[3, 4]), 0, 1)
+    dataset = tf.data.Dataset.from_tensors((blurred, sharp)).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    loop = training.make_train_loop(strategy, trainer)
+    logs, _ = loop(iterator, warmup)
+    float(logs["loss"])
+    start = time.perf_counter()
+    logs, _ = loop(iterator, steps)
+    float(logs["loss"])
+    return steps / (time.perf_counter() - start)
+
+
+def _time_pipeline(dataset, batches: int) -> float:
+    iterator = iter(dataset)
+    next(iterator)  # start-up (threads, first decode)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches / (time.perf_counter() - start)
+
+
+def _write_dpdd_like(tf, folder: str, count: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for role in ("source", "target"):
+        os.makedirs(os.path.join(folder, "train_c", role), exist_ok=True)
+    for index in range(count):
+        base = rng.random((1120 // 8, 1680 // 8, 3))
+        image = np.kron(base, np.ones((8, 8, 1))) + 0.02 * rng.standard_normal((1120, 1680, 3))
+        for role in ("source", "target"):
+            pixels = np.clip(image, 0, 1) * 65535
+            tf.io.write_file(os.path.join(folder, "train_c", role, f"im{index:03d}.png"),
+                             tf.io.encode_png(pixels.astype(np.uint16)))
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from kpac_tf.data import pipeline
+
+    batch, crop = FLAGS.batch_size, FLAGS.crop
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores; {FLAGS.preset}, batch {batch} x {crop}x{crop}")
+    step_rate = _time_training(tf, FLAGS.preset, batch, crop, FLAGS.warmup, FLAGS.steps)
+    print(f"training:            {step_rate:8.3f} steps/s  ({1 / step_rate:.2f} s/step, "
+          f"{step_rate * batch * crop * crop / 1e6:.2f} Mpixel/s)")
+
+    config = pipeline.PipelineConfig(crop=crop, flip_rot=True, bit_depth=8, seed=0)
+    results = {}
+    synthetic = pipeline.resolve_data("synthetic", crop=crop, val_spec="none").train
+    results["synthetic (dead leaves + skimage)"] = _time_pipeline(
+        pipeline.make_train_dataset(synthetic, config, per_replica_batch=batch), FLAGS.pipeline_batches)
+    with tempfile.TemporaryDirectory() as folder:
+        _write_dpdd_like(tf, folder, FLAGS.dpdd_files)
+        for cache in (False, True):
+            files = pipeline.resolve_data(folder, crop=crop, bit_depth=8, cache=cache).train
+            name = "DPDD-like 16-bit PNGs" + (", --cache" if cache else ", decoded per sample")
+            results[name] = _time_pipeline(
+                pipeline.make_train_dataset(files, config, per_replica_batch=batch), FLAGS.pipeline_batches)
+    for name, rate in results.items():
+        verdict = "ok" if rate >= 5 * step_rate else "TOO SLOW (< 5x)"
+        print(f"pipeline {name:42s} {rate:8.3f} batches/s = {rate / step_rate:6.1f}x the training step  [{verdict}]")
+
+
+if __name__ == "__main__":
+    app.run(main)

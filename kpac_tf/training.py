@@ -1,0 +1,711 @@
+"""The trainer: one custom train step, run by a custom loop under any tf.distribute strategy.
+
+:class:`KPACTrainer` is a Keras model wrapper whose ``train_step`` computes
+``MAE + perceptual_weight * perceptual`` under ``tf.GradientTape``, averaged over the
+*global* batch with ``tf.nn.compute_average_loss`` (Keras' optimizer sums gradients
+over replicas), and whose ``test_step`` reports PSNR. :func:`train` runs that same
+``train_step`` through ``strategy.run`` for every strategy (default, mirrored,
+multi-worker, TPU): Keras 3 ``fit`` does not work under MultiWorkerMirroredStrategy,
+so there is one loop and one step function for all of them.
+
+:func:`train` also owns the run's life cycle in a work directory::
+
+    WORKDIR/checkpoints/   tf.train.Checkpoint of model, optimizer, step, wall time
+    WORKDIR/tensorboard/   scalars (losses, learning rate, steps/s, validation PSNR), images
+    WORKDIR/model.weights.npz  final weights (kpac_tf.weights format)
+    WORKDIR/train_record.json  what was run: command, data, steps, wall time, results
+
+- Resuming: rerunning in the same work directory restores the latest checkpoint
+  (model, optimizer state, step) and restarts the data stream at that step: the
+  pipeline is indexed by sample number (:mod:`kpac_tf.data.pipeline`), so the data
+  position is the step. TensorFlow writes checkpoint files under temporary names and
+  updates the ``checkpoint`` index atomically, so a run killed at any moment (even
+  SIGKILL during a save) resumes from its last complete checkpoint.
+- NaN guard: a non-finite loss stops the run with :class:`NonFiniteLossError` before
+  anything else is saved; the last good checkpoint stays the latest.
+- Multi-worker: every worker runs the same loop; only the chief writes summaries,
+  weights and the record (the others write throw-away checkpoints, because saving
+  is a collective operation).
+
+Images everywhere are float32 NHWC in [0, 1].
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from typing import Any, Callable
+
+import keras
+import tensorflow as tf
+from absl import logging
+from tensorflow.core.framework import summary_pb2
+
+from kpac_tf import losses as klosses
+from kpac_tf.data import pipeline as kpipe
+
+__all__ = [
+    "STRATEGIES",
+    "KPACTrainer",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainData",
+    "TrainResult",
+    "is_chief",
+    "make_optimizer",
+    "make_strategy",
+    "make_train_loop",
+    "strategy_name",
+    "train",
+]
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+LR_SCHEDULES = ("constant", "cosine")
+WEIGHTS_NAME = "model.weights.npz"
+RECORD_NAME = "train_record.json"
+_MAX_PSNR = 100.0
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped without saving."""
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping settings (defaults: the paper's stage 1).
+
+    steps: total optimisation steps of the run (a resumed run continues to this).
+    batch_size: global batch (over all replicas); crop size lives in the PipelineConfig.
+    learning_rate, lr_schedule: Adam's step size; "constant" (the paper) or "cosine"
+        (decays to 0 at ``steps``).
+    beta_1, beta_2, epsilon: Adam (paper: 0.9, 0.99; epsilon as TF1's Adam).
+    perceptual_weight: weight of the VGG19 block4_conv4 loss (paper stage 2: 7e-4).
+    perceptual_distance: "squared" or "absolute" feature distance.
+    vgg19_weights: "imagenet" (download), a local notop .h5 path, or None (random;
+        tests only).
+    checkpoint_every, keep_checkpoints: checkpoint period (steps) and how many to keep.
+    summary_every, image_summary_every, eval_every: TensorBoard periods (0 = never).
+    steps_per_loop: training steps per compiled loop call (more: less host overhead).
+    val_batch_size: global batch of the validation pass.
+    seed: model initialisation seed (the data seed is in the PipelineConfig).
+    deterministic: make TensorFlow ops deterministic (slower on some devices).
+    """
+
+    steps: int = 200_000
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    epsilon: float = 1e-8
+    perceptual_weight: float = 0.0
+    perceptual_distance: str = "squared"
+    vgg19_weights: str | None = "imagenet"
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    summary_every: int = 100
+    image_summary_every: int = 1000
+    eval_every: int = 5000
+    steps_per_loop: int = 1
+    val_batch_size: int = 1
+    seed: int = 0
+    deterministic: bool = False
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"The learning rate must be positive, got {self.learning_rate}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.")
+        if self.perceptual_weight < 0:
+            raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}.")
+        if self.steps_per_loop < 1:
+            raise ValueError(f"steps_per_loop must be at least 1, got {self.steps_per_loop}.")
+
+
+@dataclasses.dataclass
+class TrainData:
+    """What to train on.
+
+    train: the training source; val: an optional validation source (finite).
+    pipeline: crops, augmentation, bit depth and data seed.
+    val_crop: centre-crop side for validation (None: whole images).
+    description: free text for the run record (e.g. the --data value).
+    """
+
+    train: kpipe.PairSource
+    pipeline: kpipe.PipelineConfig
+    val: kpipe.PairSource | None = None
+    val_crop: int | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Outcome of :func:`train` (``network``: the trained Keras model)."""
+
+    step: int
+    start_step: int
+    logs: dict[str, float]
+    val_psnr: float | None
+    weights_path: str | None
+    wall_time: float
+    record: dict[str, Any]
+    network: keras.Model | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# The Keras wrapper with the one step function.
+
+
+def _psnr(image: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Per-example PSNR in dB of [0,1] NHWC images (capped at 100 dB)."""
+    mse = tf.reduce_mean(tf.square(image - target), axis=[1, 2, 3])
+    return tf.minimum(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-12)) / math.log(10.0), _MAX_PSNR)
+
+
+class KPACTrainer(keras.Model):
+    """Wraps a KPAC model with its training and evaluation steps.
+
+    Args:
+        network: the KPAC Keras model (images [0,1] NHWC in and out).
+        perceptual: a :class:`kpac_tf.losses.PerceptualLoss`, or None for MAE only.
+        perceptual_weight: its weight in the total loss.
+
+    ``train_step((inputs, target))`` returns the global-batch mean losses *of this
+    replica's share*: summed over replicas (``strategy.reduce(SUM)``) they give the
+    global mean. ``test_step((inputs, target[, weight]))`` returns weighted sums
+    (``psnr_sum`` of the clipped output, ``input_psnr_sum`` of the blurred input,
+    ``mae_sum``, ``count``) to be summed over replicas and batches.
+    """
+
+    def __init__(self, network: keras.Model, perceptual: klosses.PerceptualLoss | None = None,
+                 perceptual_weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if perceptual_weight > 0 and perceptual is None:
+            raise ValueError("A positive perceptual weight needs a PerceptualLoss.")
+        self.network = network
+        self.perceptual = perceptual
+        self.perceptual_weight = float(perceptual_weight)
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    def per_example_losses(self, target: tf.Tensor, output: tf.Tensor) -> dict[str, tf.Tensor]:
+        """{"mae", "perceptual", "total"}: [N] float32 each."""
+        mae = klosses.mae(target, output)
+        if self.perceptual is not None and self.perceptual_weight > 0:
+            perceptual = self.perceptual(target, output)
+        else:
+            perceptual = tf.zeros_like(mae)
+        return {"mae": mae, "perceptual": perceptual, "total": mae + self.perceptual_weight * perceptual}
+
+    def train_step(self, data):
+        inputs, target = data
+        variables = self.network.trainable_variables
+        with tf.GradientTape() as tape:
+            output = tf.cast(self.network(inputs, training=True), tf.float32)
+            per_example = self.per_example_losses(target, output)
+            loss = tf.nn.compute_average_loss(per_example["total"])
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return {
+            "loss": loss,
+            "mae": tf.nn.compute_average_loss(per_example["mae"]),
+            "perceptual": tf.nn.compute_average_loss(per_example["perceptual"]),
+        }
+
+    def test_step(self, data):
+        if len(data) == 3:
+            inputs, target, weight = data
+        else:
+            (inputs, target), weight = data, None
+        output = tf.clip_by_value(tf.cast(self.network(inputs, training=False), tf.float32), 0.0, 1.0)
+        target = tf.cast(target, tf.float32)
+        if weight is None:
+            weight = tf.ones([tf.shape(target)[0]], tf.float32)
+        blurred = tf.cast(inputs[-1] if isinstance(inputs, (tuple, list)) else inputs, tf.float32)
+        mae = tf.reduce_mean(tf.abs(output - target), axis=[1, 2, 3])
+        return {
+            "psnr_sum": tf.reduce_sum(_psnr(output, target) * weight),
+            "input_psnr_sum": tf.reduce_sum(_psnr(blurred, target) * weight),
+            "mae_sum": tf.reduce_sum(mae * weight),
+            "count": tf.reduce_sum(weight),
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Strategies.
+
+
+def make_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy:
+    """A tf.distribute strategy by name.
+
+    "default" (one device), "mirrored" (all local GPUs, or the CPU), "multi_worker"
+    (MultiWorkerMirroredStrategy; the cluster comes from the TF_CONFIG environment
+    variable), "tpu" (``tpu``: the TPU name or address; "" for a TPU VM).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            logging.warning("TF_CONFIG is not set: multi_worker runs as a single worker.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """"default", "mirrored", "multi_worker", "tpu", or the class name of another strategy."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        return "default"
+    return type(strategy).__name__
+
+
+def _task(strategy) -> tuple[str | None, int]:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None, 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes checkpoints, summaries and outputs."""
+    task_type, task_id = _task(strategy)
+    if task_type is None or task_type == "chief":
+        return True
+    if task_type == "worker":
+        spec = strategy.cluster_resolver.cluster_spec().as_dict()
+        return "chief" not in spec and task_id == 0
+    return False
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers.
+
+
+def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
+    """``train_loop(iterator, num_steps) -> (mean_logs, bad_index)``, compiled.
+
+    Runs ``trainer.train_step`` through ``strategy.run`` ``num_steps`` times on
+    batches from a distributed ``iterator``; ``mean_logs`` are the global-batch losses
+    averaged over the steps, ``bad_index`` the 0-based index of the first step whose
+    loss was not finite (-1 if none). One step is a plain function (quicker to
+    compile); several run in a ``tf.while_loop`` (less host overhead, e.g. on TPUs).
+    """
+
+    def step(iterator):
+        per_replica = strategy.run(trainer.train_step, args=(next(iterator),))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    @tf.function
+    def single(iterator):
+        logs = step(iterator)
+        return logs, tf.where(tf.math.is_finite(logs["loss"]), -1, 0)
+
+    @tf.function
+    def several(iterator, num_steps):
+        zero = tf.constant(0.0, tf.float32)
+        totals = {"loss": zero, "mae": zero, "perceptual": zero}
+        bad_index = tf.constant(-1, tf.int32)
+        for index in tf.range(num_steps):
+            logs = step(iterator)
+            finite = tf.math.is_finite(logs["loss"])
+            bad_index = tf.where(tf.logical_and(bad_index < 0, tf.logical_not(finite)), index, bad_index)
+            totals = {k: totals[k] + logs[k] for k in totals}
+        count = tf.cast(num_steps, tf.float32)
+        return {k: v / count for k, v in totals.items()}, bad_index
+
+    def train_loop(iterator, num_steps: int):
+        if num_steps == 1:
+            return single(iterator)
+        return several(iterator, tf.constant(num_steps, tf.int32))
+
+    return train_loop
+
+
+def make_optimizer(config: TrainConfig, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+    """Adam as configured (with a constant or cosine learning rate); ``loss_scaling``
+    wraps it in a LossScaleOptimizer for float16 training."""
+    learning_rate: Any = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.steps)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
+    )
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _current_lr(optimizer) -> float:
+    value = optimizer.learning_rate
+    return float(value.numpy() if hasattr(value, "numpy") else value)
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _check_data(data: TrainData) -> None:
+    """Build one training sample eagerly, so bad data fails before training starts."""
+    dataset = kpipe.make_train_dataset(data.train, data.pipeline, per_replica_batch=1)
+    try:
+        next(iter(dataset))
+    except tf.errors.OpError as error:
+        raise ValueError(f"The training data cannot be read: {_first_line(error)}") from None
+
+
+def _plugin_metadata(plugin: str) -> bytes:
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
+    ).SerializeToString()
+
+
+def _summary_scalar(name: str, value: float) -> None:
+    """A TensorBoard scalar, written with TensorFlow alone (no tensorboard package)."""
+    tf.summary.write(name, tf.constant(value, tf.float32), metadata=_plugin_metadata("scalars"))
+
+
+def _summary_images(name: str, images: tf.Tensor) -> None:
+    """TensorBoard images (NHWC float in [0, 1]) as 8-bit PNGs, TensorFlow alone."""
+    images = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+    encoded = [tf.io.encode_png(image) for image in tf.unstack(images)]
+    shape = tf.shape(images)
+    payload = tf.concat([tf.strings.as_string([shape[2], shape[1]]), tf.stack(encoded)], axis=0)
+    tf.summary.write(name, payload, metadata=_plugin_metadata("images"))
+
+
+def _preview(inputs, target, output, max_images: int = 3) -> tf.Tensor:
+    """[input | output | target] side by side, NHWC in [0, 1], for image summaries."""
+    if isinstance(inputs, (tuple, list)):
+        inputs = inputs[-1]  # the centre view
+    row = tf.concat([inputs, tf.clip_by_value(output, 0.0, 1.0), target], axis=2)
+    return row[:max_images]
+
+
+class _Workdir:
+    """Paths of a run and the chief / non-chief split of what is written."""
+
+    def __init__(self, workdir: str, chief: bool, task_id: int):
+        self.root = workdir
+        self.chief = chief
+        self.checkpoints = os.path.join(workdir, "checkpoints")
+        self.write_checkpoints = (
+            self.checkpoints if chief else os.path.join(workdir, "worker_tmp", f"worker_{task_id}")
+        )
+        self.tensorboard = os.path.join(workdir, "tensorboard")
+        self.weights = os.path.join(workdir, WEIGHTS_NAME)
+        self.record = os.path.join(workdir, RECORD_NAME)
+
+    def cleanup(self) -> None:
+        if not self.chief and tf.io.gfile.exists(self.write_checkpoints):
+            tf.io.gfile.rmtree(self.write_checkpoints)
+
+
+def _write_json(path: str, payload: dict) -> None:
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as stream:
+        stream.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The loop.
+
+
+def train(
+    model_fn: Callable[[], keras.Model],
+    data: TrainData,
+    config: TrainConfig,
+    workdir: str,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    init_from: str | None = None,
+    on_progress: Callable[[int, int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    record_extra: dict | None = None,
+) -> TrainResult:
+    """Train (or resume training) a KPAC model.
+
+    Args:
+        model_fn: builds the network (called inside the strategy's scope).
+        data: training / validation sources and the pipeline config.
+        config: optimisation and bookkeeping settings.
+        workdir: the run's directory (created; holds checkpoints, summaries, outputs).
+        strategy: a tf.distribute strategy (default: the current one).
+        init_from: weights to start from when the run has no checkpoint yet (anything
+            :func:`kpac_tf.weights.load_weights` reads: own file, authors' npz, preset).
+        on_progress: called as ``on_progress(step, total_steps, logs)`` after every
+            loop call (the command drives its progress bar with it).
+        should_stop: polled between loop calls; True saves a checkpoint and returns early
+            (e.g. on SIGTERM).
+        record_extra: extra fields for the JSON record (command line, ...).
+
+    Mixed precision: set the Keras dtype policy before calling; under
+    "mixed_float16" the optimizer gets dynamic loss scaling.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (nothing saved after it).
+        ValueError: bad data or settings, found before the first step.
+        VGGWeightsError / FileNotFoundError: perceptual loss weights unavailable.
+    """
+    from kpac_tf import models as kmodels
+    from kpac_tf import weights as kweights
+
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"The batch size {config.batch_size} does not split over {replicas} replicas; "
+            f"use a multiple of {replicas}."
+        )
+    _, task_id = _task(strategy)
+    paths = _Workdir(workdir, is_chief(strategy), task_id)
+    tf.io.gfile.makedirs(workdir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    _check_data(data)
+    keras.utils.set_random_seed(config.seed)
+
+    with strategy.scope():
+        network = model_fn()
+        perceptual = None
+        if config.perceptual_weight > 0:
+            perceptual = klosses.PerceptualLoss(config.vgg19_weights, config.perceptual_distance)
+        trainer = KPACTrainer(network, perceptual, config.perceptual_weight)
+        loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
+        optimizer = make_optimizer(config, loss_scaling)
+        trainer.compile(optimizer=optimizer, jit_compile=False)
+        optimizer.build(network.trainable_variables)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        wall_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_time")
+    checkpoint = tf.train.Checkpoint(model=network, optimizer=optimizer, step=step_var, wall_time=wall_var)
+    manager = tf.train.CheckpointManager(
+        checkpoint, paths.write_checkpoints, max_to_keep=config.keep_checkpoints, checkpoint_name="ckpt"
+    )
+
+    latest = tf.train.latest_checkpoint(paths.checkpoints)
+    if latest:
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise ValueError(
+                f"The checkpoint {latest} does not fit this model or optimizer ({_first_line(error)[:200]}); "
+                "rerun with the model flags of that run, or use a new work directory."
+            ) from None
+        logging.info("Resumed from %s (step %d).", latest, int(step_var.numpy()))
+        if init_from:
+            logging.info("Ignoring init_from=%s: the run resumes from its checkpoint.", init_from)
+    elif init_from:
+        kweights.load_weights(network, init_from)
+        logging.info("Initialised the model from %s.", init_from)
+    start_step = int(step_var.numpy())
+    last_saved = start_step if latest else None
+    wall_before = float(wall_var.numpy())
+
+    def train_dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return kpipe.make_train_dataset(
+            data.train, data.pipeline,
+            per_replica_batch=context.get_per_replica_batch_size(config.batch_size),
+            global_batch=config.batch_size,
+            pipeline_id=context.input_pipeline_id,
+            num_pipelines=context.num_input_pipelines,
+            start_step=start_step,
+        )
+
+    iterator = iter(strategy.distribute_datasets_from_function(train_dataset_fn))
+
+    train_loop = make_train_loop(strategy, trainer)
+
+    eval_fn = _make_evaluator(strategy, trainer, data, config) if data.val is not None else None
+    writer = tf.summary.create_file_writer(paths.tensorboard) if paths.chief else tf.summary.create_noop_writer()
+    preview_batch = _preview_batch(data) if paths.chief and config.image_summary_every else None
+
+    def save(step: int) -> None:
+        nonlocal last_saved
+        wall_var.assign(wall_before + (time.time() - started))
+        manager.save(checkpoint_number=step)
+        last_saved = step
+
+    def due(step: int, every: int) -> bool:
+        return every > 0 and step % every == 0
+
+    started = time.time()
+    step = start_step
+    logs: dict[str, float] = {}
+    val_psnr = None
+    stopped_early = False
+    if on_progress is not None:
+        on_progress(step, config.steps, {})
+    try:
+        while step < config.steps:
+            if should_stop is not None and should_stop():
+                stopped_early = True
+                break
+            boundaries = [config.steps, config.steps_per_loop + step]
+            for every in (config.checkpoint_every, config.summary_every, config.image_summary_every,
+                          config.eval_every):
+                if every > 0:
+                    boundaries.append((step // every + 1) * every)
+            num_steps = min(boundaries) - step
+            loop_start = time.time()
+            mean_logs, bad_index = train_loop(iterator, num_steps)
+            bad_index = int(bad_index.numpy())
+            if bad_index >= 0:
+                where = (f"the last good checkpoint (step {last_saved}) is kept in {paths.checkpoints}"
+                         if last_saved is not None else "no checkpoint had been written yet")
+                raise NonFiniteLossError(
+                    f"The training loss became NaN or infinite at step {step + bad_index + 1}; "
+                    f"training stopped without saving and {where}. Lower the learning rate or "
+                    "check the data, then rerun to resume."
+                )
+            elapsed = time.time() - loop_start
+            step += num_steps
+            step_var.assign(step)
+            logs = {k: float(v.numpy()) for k, v in mean_logs.items()}
+            logs["learning_rate"] = _current_lr(optimizer)
+            logs["steps_per_sec"] = num_steps / max(elapsed, 1e-9)
+            with writer.as_default(step=step):
+                if due(step, config.summary_every) or step == config.steps:
+                    for name, value in logs.items():
+                        _summary_scalar(f"train/{name}", value)
+                if preview_batch is not None and due(step, config.image_summary_every):
+                    inputs, target = preview_batch
+                    output = tf.cast(network(inputs, training=False), tf.float32)
+                    _summary_images("preview/input_output_target", _preview(inputs, target, output))
+                if eval_fn is not None and (due(step, config.eval_every) or step == config.steps):
+                    val_logs = eval_fn()
+                    val_psnr = val_logs["psnr"]
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    for name, value in val_logs.items():
+                        _summary_scalar(f"val/{name}", value)
+                    logging.info("step %d: validation PSNR %.3f dB (input %.3f dB) over %d images.", step,
+                                 val_psnr, val_logs["input_psnr"], val_logs["images"])
+            writer.flush()
+            if due(step, config.checkpoint_every) or step == config.steps:
+                save(step)
+            if on_progress is not None:
+                on_progress(step, config.steps, logs)
+            if due(step, config.summary_every):
+                logging.info("step %d/%d: %s", step, config.steps,
+                             ", ".join(f"{k} {v:.5g}" for k, v in logs.items()))
+        if stopped_early and last_saved != step:
+            save(step)
+            logging.info("Stopped at step %d on request; checkpoint saved.", step)
+    finally:
+        writer.flush()
+        paths.cleanup()
+
+    wall_time = wall_before + (time.time() - started)
+    weights_path = None
+    record = {
+        "data": data.description,
+        "train_source": data.train.describe(),
+        "val_source": data.val.describe() if data.val is not None else None,
+        "pipeline": dataclasses.asdict(data.pipeline),
+        "config": dataclasses.asdict(config),
+        "model": kmodels.model_config(network).to_dict() if hasattr(network, "kpac_config") else None,
+        "strategy": strategy_name(strategy),
+        "replicas": replicas,
+        "start_step": start_step,
+        "step": step,
+        "finished": step >= config.steps,
+        "init_from": init_from,
+        "wall_time_seconds": round(wall_time, 3),
+        "final_logs": logs,
+        "val_psnr": val_psnr,
+    }
+    record.update(record_extra or {})
+    if step == start_step and paths.chief and tf.io.gfile.exists(paths.record):
+        # Nothing trained (the run was already finished): keep the run's record.
+        with tf.io.gfile.GFile(paths.record) as stream:
+            record = json.load(stream)
+        logs, val_psnr = record.get("final_logs", {}), record.get("val_psnr")
+    if paths.chief:
+        if step >= config.steps:
+            weights_path = str(kweights.save_weights(network, paths.weights))
+            record["weights"] = weights_path
+        _write_json(paths.record, record)
+    return TrainResult(step=step, start_step=start_step, logs=logs, val_psnr=val_psnr,
+                       weights_path=weights_path, wall_time=wall_time, record=record, network=network)
+
+
+def _preview_batch(data: TrainData):
+    """A small fixed batch (validation if available, else training) for image summaries."""
+    if data.val is not None:
+        dataset = kpipe.make_eval_dataset(data.val, crop=data.val_crop or 256, bit_depth=data.pipeline.bit_depth,
+                                          per_replica_batch=1)
+        inputs, target, _ = next(iter(dataset))
+    else:
+        inputs, target = next(iter(kpipe.make_train_dataset(data.train, data.pipeline, per_replica_batch=1)))
+    return inputs, target
+
+
+def _make_evaluator(strategy, trainer: KPACTrainer, data: TrainData, config: TrainConfig):
+    """A function running one distributed validation pass -> {"psnr", "input_psnr", "mae",
+    "images"} (input_psnr: the blurred input itself, the score to beat)."""
+    if config.val_batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"The validation batch {config.val_batch_size} does not split over "
+            f"{strategy.num_replicas_in_sync} replicas; use a multiple of it."
+        )
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return kpipe.make_eval_dataset(
+            data.val, crop=data.val_crop, bit_depth=data.pipeline.bit_depth,
+            per_replica_batch=context.get_per_replica_batch_size(config.val_batch_size),
+            global_batch=config.val_batch_size,
+            pipeline_id=context.input_pipeline_id,
+            num_pipelines=context.num_input_pipelines,
+        )
+
+    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        per_replica = strategy.run(trainer.test_step, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    def evaluate() -> dict[str, float]:
+        sums = {"psnr_sum": 0.0, "input_psnr_sum": 0.0, "mae_sum": 0.0, "count": 0.0}
+        for batch in dataset:
+            out = eval_step(batch)
+            for k in sums:
+                sums[k] += float(out[k].numpy())
+        count = max(sums["count"], 1.0)
+        return {"psnr": sums["psnr_sum"] / count, "input_psnr": sums["input_psnr_sum"] / count,
+                "mae": sums["mae_sum"] / count, "images": int(sums["count"])}
+
+    return evaluate

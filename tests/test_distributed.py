@@ -1,0 +1,182 @@
+"""The one train step under MirroredStrategy (2 logical CPUs) and MultiWorkerMirroredStrategy
+(2 local worker processes). Each runs in subprocesses: devices and collectives must be set
+up before TensorFlow initialises."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+COMMON = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    def tiny_model():
+        from kpac_tf import models
+        return models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+
+    def tiny_data():
+        from kpac_tf import training
+        from kpac_tf.data import pipeline
+        sources = pipeline.resolve_data("synthetic:deadleaves", crop=32, val_images=4, seed=3)
+        return training.TrainData(train=sources.train, val=sources.val, val_crop=32,
+                                  pipeline=pipeline.PipelineConfig(crop=32, flip_rot=True, seed=3))
+
+    def tiny_config(**kw):
+        from kpac_tf import training
+        base = dict(steps=3, batch_size=4, learning_rate=1e-3, checkpoint_every=3, summary_every=0,
+                    image_summary_every=0, eval_every=3, val_batch_size=2)
+        base.update(kw)
+        return training.TrainConfig(**base)
+    """
+)
+
+MIRRORED = COMMON + textwrap.dedent(
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from kpac_tf import training
+    workdir = sys.argv[1]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    out = {"replicas": strategy.num_replicas_in_sync}
+
+    # 1. Gradient scaling: one SGD step over 2 replicas equals one step on one device.
+    rng = np.random.default_rng(0)
+    blurred = rng.random((4, 32, 32, 3)).astype(np.float32)
+    sharp = rng.random((4, 32, 32, 3)).astype(np.float32)
+    results = []
+    for strat in (tf.distribute.get_strategy(), strategy):
+        with strat.scope():
+            keras.utils.set_random_seed(1)
+            trainer = training.KPACTrainer(tiny_model())
+            trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+        dataset = strat.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensor_slices((blurred, sharp)).batch(4))
+        batch = next(iter(dataset))
+        per_replica = strat.run(trainer.train_step, args=(batch,))
+        loss = float(strat.reduce("SUM", per_replica["loss"], axis=None))
+        results.append((loss, [v.numpy() for v in trainer.network.trainable_variables]))
+    out["sgd_loss"] = [results[0][0], results[1][0]]
+    out["sgd_max_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(results[0][1], results[1][1]))
+
+    # 2. The full training loop: default strategy vs mirrored, same data and init.
+    single = training.train(tiny_model, tiny_data(), tiny_config(), workdir + "/single")
+    mirrored = training.train(tiny_model, tiny_data(), tiny_config(), workdir + "/mirrored", strategy=strategy)
+    replica_diff = 0.0
+    for variable in mirrored.network.weights:
+        local = [t.numpy() for t in strategy.experimental_local_results(variable.value)]
+        assert len(local) == 2
+        replica_diff = max(replica_diff, float(np.abs(local[0] - local[1]).max()))
+    out["replica_max_diff"] = replica_diff
+    out["losses"] = [single.logs["loss"], mirrored.logs["loss"]]
+    out["val_psnr"] = [single.val_psnr, mirrored.val_psnr]
+    out["val_images"] = [single.logs["val_images"], mirrored.logs["val_images"]]
+    out["strategies"] = [single.record["strategy"], mirrored.record["strategy"]]
+    out["weights_max_diff"] = max(
+        float(np.abs(a.numpy() - b.numpy()).max())
+        for a, b in zip(single.network.weights, mirrored.network.weights))
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+WORKER = COMMON + textwrap.dedent(
+    """
+    from kpac_tf import training, weights
+    strategy = training.make_strategy("multi_worker")
+    workdir, out_dir, task = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    result = training.train(tiny_model, tiny_data(), tiny_config(image_summary_every=3), workdir,
+                            strategy=strategy)
+    np.savez(f"{out_dir}/worker{task}.npz", *weights.get_arrays(result.network))
+    print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": result.logs["loss"],
+                                  "step": result.step, "chief": training.is_chief(strategy),
+                                  "val_images": result.logs["val_images"]}))
+    """
+)
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(extra)
+    return env
+
+
+def _result(stdout: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, stdout
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_mirrored_two_logical_cpus(tmp_path):
+    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = _result(done.stdout)
+    assert out["replicas"] == 2 and out["strategies"] == ["default", "mirrored"]
+    # compute_average_loss + the optimizer's SUM all-reduce = the single-device gradient.
+    np.testing.assert_allclose(out["sgd_loss"][0], out["sgd_loss"][1], rtol=1e-5)
+    assert out["sgd_max_diff"] < 1e-5
+    assert out["replica_max_diff"] == 0.0  # every replica holds the same weights
+    np.testing.assert_allclose(out["losses"][0], out["losses"][1], rtol=1e-4)
+    np.testing.assert_allclose(out["val_psnr"][0], out["val_psnr"][1], atol=1e-2)
+    assert out["val_images"] == [4, 4]  # no padding image counted
+    assert out["weights_max_diff"] < 1e-3  # 3 Adam steps of lr 1e-3 from the same start
+
+
+def test_multi_worker_two_processes(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workdir = tmp_path / "run"
+    processes = []
+    for task in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(workdir), str(tmp_path), str(task)],
+            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr[-3000:]
+            outputs.append(_result(stdout))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [o["replicas"] for o in outputs] == [2, 2]
+    assert [o["chief"] for o in outputs] == [True, False]
+    assert [o["step"] for o in outputs] == [3, 3]
+    assert outputs[0]["loss"] == outputs[1]["loss"]
+    assert [o["val_images"] for o in outputs] == [4, 4]
+    with np.load(tmp_path / "worker0.npz") as a, np.load(tmp_path / "worker1.npz") as b:
+        assert len(a.files) == len(b.files) > 0
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+    # Only the chief writes; the other worker's throw-away checkpoints are gone.
+    assert (workdir / "model.weights.npz").exists() and (workdir / "train_record.json").exists()
+    assert (workdir / "checkpoints" / "ckpt-3.index").exists()
+    assert not list((workdir / "worker_tmp").glob("*/*"))
+    record = json.loads((workdir / "train_record.json").read_text())
+    assert record["strategy"] == "multi_worker" and record["replicas"] == 2

@@ -1,0 +1,193 @@
+"""The trainer: train/test steps, a short synthetic run, exact resume, NaN guard, init_from."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kpac_tf import losses, models, training, weights
+from kpac_tf.data import pipeline
+
+
+def tiny_model():
+    return models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+
+
+def tiny_data(crop=32, seed=0, nan_at_step=None, val_images=2):
+    sources = pipeline.resolve_data("synthetic:deadleaves", crop=crop, val_images=val_images, seed=seed)
+    return training.TrainData(
+        train=sources.train, val=sources.val, val_crop=crop, description="synthetic:deadleaves",
+        pipeline=pipeline.PipelineConfig(crop=crop, flip_rot=True, seed=seed, nan_at_step=nan_at_step),
+    )
+
+
+def quiet_config(**kwargs):
+    defaults = dict(batch_size=2, learning_rate=1e-3, checkpoint_every=1000, summary_every=0,
+                    image_summary_every=0, eval_every=0)
+    defaults.update(kwargs)
+    return training.TrainConfig(**defaults)
+
+
+def _arrays(path):
+    return weights.read_own_weights(path)[1]
+
+
+def _trainer(perceptual_weight=0.0):
+    keras.utils.set_random_seed(0)
+    network = tiny_model()
+    perceptual = losses.PerceptualLoss(weights=None) if perceptual_weight else None
+    trainer = training.KPACTrainer(network, perceptual, perceptual_weight)
+    optimizer = training.make_optimizer(quiet_config(steps=10))
+    trainer.compile(optimizer=optimizer)
+    return trainer
+
+
+def test_train_step_loss_and_update(rng):
+    trainer = _trainer(perceptual_weight=7e-4)
+    blurred = tf.constant(rng.random((2, 32, 32, 3)).astype(np.float32))
+    sharp = tf.constant(rng.random((2, 32, 32, 3)).astype(np.float32))
+    output = trainer.network(blurred)
+    expected_mae = float(tf.reduce_mean(tf.abs(output - sharp)))
+    expected_perceptual = float(tf.reduce_mean(trainer.perceptual(sharp, output)))
+    before = [v.numpy().copy() for v in trainer.network.trainable_variables]
+    logs = trainer.train_step((blurred, sharp))  # eager: the compiled loop is tested below
+    np.testing.assert_allclose(float(logs["mae"]), expected_mae, rtol=1e-5)
+    np.testing.assert_allclose(float(logs["perceptual"]), expected_perceptual, rtol=1e-4)
+    np.testing.assert_allclose(float(logs["loss"]), expected_mae + 7e-4 * expected_perceptual, rtol=1e-5)
+    assert expected_perceptual > 0
+    after = trainer.network.trainable_variables
+    changed = [not np.allclose(b, a.numpy()) for b, a in zip(before, after)]
+    assert all(changed)  # Adam moves every variable by about lr
+    assert not trainer.perceptual.extractor.trainable_weights
+
+
+def test_test_step_psnr(rng):
+    trainer = _trainer()
+    blurred = rng.random((3, 16, 16, 3)).astype(np.float32)
+    sharp = rng.random((3, 16, 16, 3)).astype(np.float32)
+    weight = np.array([1.0, 1.0, 0.0], np.float32)
+    out = trainer.test_step((blurred, sharp, weight))
+    output = np.clip(trainer.network(blurred).numpy(), 0, 1)
+    psnr = 10 * np.log10(1 / ((output - sharp) ** 2).mean(axis=(1, 2, 3)))
+    np.testing.assert_allclose(float(out["psnr_sum"]), psnr[:2].sum(), rtol=1e-4)
+    input_psnr = 10 * np.log10(1 / ((blurred - sharp) ** 2).mean(axis=(1, 2, 3)))
+    np.testing.assert_allclose(float(out["input_psnr_sum"]), input_psnr[:2].sum(), rtol=1e-4)
+    assert float(out["count"]) == 2.0
+
+
+def test_short_synthetic_run_lowers_loss_and_writes_outputs(tmp_path):
+    data = tiny_data(val_images=8)
+    config = quiet_config(steps=16, batch_size=4, learning_rate=2e-3, checkpoint_every=8, summary_every=4,
+                          image_summary_every=8, eval_every=8)
+    keras.utils.set_random_seed(config.seed)  # the initial model of the run
+    initial = training.KPACTrainer(tiny_model())
+    (inputs, target, weight), = pipeline.make_eval_dataset(data.val, crop=32, per_replica_batch=8)
+    initial_mae = float(initial.test_step((inputs, target, weight))["mae_sum"]) / 8
+    progress = []
+    result = training.train(tiny_model, data, config, str(tmp_path),
+                            on_progress=lambda step, total, logs: progress.append(step))
+    assert result.step == 16 and progress == list(range(17))
+    assert result.logs["val_images"] == 8
+    assert result.logs["val_mae"] < 0.9 * initial_mae  # measured: 0.059 -> 0.049
+    assert result.val_psnr is not None and np.isfinite(result.val_psnr)
+    assert os.path.exists(result.weights_path) and result.weights_path.endswith(".weights.npz")
+    rebuilt = weights.load_model(result.weights_path)
+    assert models.model_config(rebuilt) == models.model_config(tiny_model())
+    record = json.loads((tmp_path / training.RECORD_NAME).read_text())
+    assert record["step"] == 16 and record["finished"] and record["wall_time_seconds"] > 0
+    assert record["data"] == "synthetic:deadleaves" and record["model"]["levels"] == 2
+    assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "checkpoints" / "*.index"))) == [
+        "ckpt-16.index", "ckpt-8.index"]
+    tags = set()
+    for event_file in glob.glob(str(tmp_path / "tensorboard" / "events*")):
+        for record_bytes in tf.data.TFRecordDataset(event_file):
+            event = tf.compat.v1.Event.FromString(record_bytes.numpy())
+            tags |= {(v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value}
+    assert {("train/loss", "scalars"), ("train/learning_rate", "scalars"), ("train/steps_per_sec", "scalars"),
+            ("val/psnr", "scalars"), ("preview/input_output_target", "images")} <= tags
+
+
+def test_resume_continues_exactly(tmp_path):
+    config = quiet_config(checkpoint_every=2)
+    straight = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "a"))
+    first = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=4), str(tmp_path / "b"))
+    assert first.step == 4 and first.weights_path is not None
+    resumed = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
+    assert resumed.start_step == 4 and resumed.step == 6
+    for a, b in zip(_arrays(straight.weights_path), _arrays(resumed.weights_path)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # Finished runs restart as no-ops.
+    again = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
+    assert again.start_step == 6 and again.step == 6
+    assert again.record["final_logs"] == resumed.record["final_logs"] and again.val_psnr == resumed.val_psnr
+    # A checkpoint from another architecture is refused with one clear sentence.
+    with pytest.raises(ValueError, match="does not fit this model"):
+        training.train(lambda: models.build_kpac("kpac-2level", num_blocks=2, dilations=(1, 2)), tiny_data(),
+                       dataclasses_replace(config, steps=8), str(tmp_path / "b"))
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+    config = quiet_config(steps=8, checkpoint_every=2)
+    with pytest.raises(training.NonFiniteLossError, match=r"at step 5;.*last good checkpoint \(step 4\)"):
+        training.train(tiny_model, tiny_data(nan_at_step=5), config, str(tmp_path))
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+    assert not (tmp_path / training.WEIGHTS_NAME).exists()
+    # With several steps per loop the failing step is still named exactly.
+    looped = quiet_config(steps=8, checkpoint_every=4, steps_per_loop=4)
+    with pytest.raises(training.NonFiniteLossError, match="at step 7;"):
+        training.train(tiny_model, tiny_data(nan_at_step=7), looped, str(tmp_path / "looped"))
+    assert tf.train.latest_checkpoint(str(tmp_path / "looped" / "checkpoints")).endswith("ckpt-4")
+    # The run resumes from the good checkpoint once the data is fixed.
+    result = training.train(tiny_model, tiny_data(), config, str(tmp_path))
+    assert result.start_step == 4 and result.step == 8
+
+
+def test_init_from_weights_file(tmp_path):
+    keras.utils.set_random_seed(42)
+    path = weights.save_weights(tiny_model(), tmp_path / "init.weights.npz")
+    config = quiet_config(steps=1, learning_rate=1e-9, seed=7)
+    keras.utils.set_random_seed(config.seed)
+    fresh = weights.get_arrays(tiny_model())  # what the run would start from without init_from
+    assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(_arrays(path), fresh))
+    result = training.train(tiny_model, tiny_data(), config, str(tmp_path / "run"), init_from=str(path))
+    for a, b in zip(_arrays(path), _arrays(result.weights_path)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bad_settings_fail_before_training(tmp_path):
+    with pytest.raises(ValueError, match="learning rate"):
+        quiet_config(learning_rate=0.0)
+    data = tiny_data(crop=32)
+    data.pipeline = pipeline.PipelineConfig(crop=64)  # the synthetic scenes are only 32x32
+    with pytest.raises(ValueError, match="cannot be read: .*smaller than the 64x64 crop"):
+        training.train(tiny_model, data, quiet_config(steps=2), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_dual_pixel_dpdd_run(tmp_path, rng):
+    """A DPDD-layout dual-pixel run: (left, right, centre) inputs, whole-image validation."""
+    for split in ("train", "val"):
+        for folder in (f"{split}_c/source", f"{split}_c/target", f"{split}_l/source", f"{split}_r/source"):
+            os.makedirs(tmp_path / "dpdd" / folder)
+            for index in range(3):
+                image = (rng.random((40, 48, 3)) * 65535).astype(np.uint16)
+                tf.io.write_file(str(tmp_path / "dpdd" / folder / f"p{index}.png"), tf.io.encode_png(image))
+    sources = pipeline.resolve_data(str(tmp_path / "dpdd"), crop=32, dual_pixel=True, bit_depth=16)
+    data = training.TrainData(train=sources.train, val=sources.val, val_crop=None,
+                              pipeline=pipeline.PipelineConfig(crop=32, flip_rot=True, bit_depth=16))
+    result = training.train(lambda: models.build_kpac("kpac-dual", num_blocks=1, dilations=(1, 2)), data,
+                            quiet_config(steps=2, image_summary_every=2), str(tmp_path / "run"))
+    assert result.step == 2 and np.isfinite(result.logs["loss"])
+    assert result.logs["val_images"] == 3  # whole 40x48 images, one per batch
+    assert models.model_config(result.network).dual_pixel
