@@ -5,10 +5,11 @@ Prints, in one run:
 - 2-level and 3-level forward latency at 1280x720 (fp32, after warm-up) through the
   Deblurrer's compiled function and through model.predict, the achieved GFLOP/s from
   the analytic MACs (2 FLOPs per MAC), and the ratio to the matmul figure;
+- the 3-level TFLite latency at 1280x720 next to the tf.function and SavedModel paths;
 - the peak resident memory of a tiled 24-megapixel (6000x4000) deblur, measured in a
   child process so that nothing else counts.
 
-    python experiments/benchmark_inference.py [--repeats=5] [--skip_24mp]
+    python experiments/benchmark_inference.py [--repeats=5] [--skip_24mp] [--skip_tflite]
 """
 from __future__ import annotations
 
@@ -21,20 +22,14 @@ import time
 
 from absl import app, flags
 
+from benchmark_tflite import median_seconds, tflite_latency  # same folder
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (the median is reported).")
 flags.DEFINE_boolean("skip_24mp", False, "Skip the 24-megapixel tiled memory run.")
+flags.DEFINE_boolean("skip_tflite", False, "Skip the TFLite latency.")
 flags.DEFINE_float("memory_budget", 1024, "Deblurrer memory budget (MB) for the 24 MP run.")
 flags.DEFINE_boolean("child_24mp", False, "Internal: run the 24 MP job and print JSON.")
-
-
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def matmul_gflops(repeats: int) -> float:
@@ -44,7 +39,7 @@ def matmul_gflops(repeats: int) -> float:
     b = tf.random.normal((4096, 4096))
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
     matmul()
-    seconds = _median_seconds(lambda: matmul().numpy(), repeats)
+    seconds = median_seconds(lambda: matmul().numpy(), repeats)
     return 2 * 4096**3 / seconds / 1e9
 
 
@@ -59,11 +54,9 @@ def forward_figures(preset: str, repeats: int) -> dict:
     deblurrer = Deblurrer(model, memory_budget_mb=4096)
     image = tf.constant(np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32))
     compiled = lambda: deblurrer._forward(image).numpy()  # noqa: E731
-    compiled()
-    seconds = _median_seconds(compiled, repeats)
+    seconds = median_seconds(compiled, repeats)
     predict = lambda: model.predict(image, verbose=0)  # noqa: E731
-    predict()
-    predict_seconds = _median_seconds(predict, max(2, repeats // 2))
+    predict_seconds = median_seconds(predict, max(2, repeats // 2))
     macs = analytic_macs(preset, 720, 1280)
     return {
         "preset": preset,
@@ -107,6 +100,15 @@ def main(argv):
             f"{f['gflops']:.1f} GFLOP/s = {100 * f['gflops'] / peak:.0f}% of matmul; "
             f"model.predict {f['predict_seconds'] * 1000:.0f} ms "
             f"({f['predict_seconds'] / f['seconds']:.2f}x the compiled path)"
+        )
+    if not FLAGS.skip_tflite:
+        from kpac_tf import build_kpac
+
+        (row,) = tflite_latency(build_kpac("kpac-3level"), sizes=((1280, 720),), repeats=FLAGS.repeats)
+        print(
+            f"kpac-3level 1280x720 TFLite: {row['tflite_ms']:.0f} ms vs tf.function "
+            f"{row['tf_function_ms']:.0f} ms and SavedModel {row['saved_model_ms']:.0f} ms "
+            f"(max abs difference {row['tflite_max_abs_diff']:.1e})"
         )
     if not FLAGS.skip_24mp:
         output = subprocess.run(

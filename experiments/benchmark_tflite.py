@@ -38,7 +38,8 @@ flags.DEFINE_integer("repeats", 3, "Timed runs per figure (median reported).")
 flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).")
 
 
-def _median_seconds(function, repeats: int) -> float:
+def median_seconds(function, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call."""
     function()  # warm-up (allocation, graph specialisation for this size)
     times = []
     for _ in range(repeats):
@@ -81,10 +82,10 @@ def tflite_latency(model, sizes=((256, 256), (1280, 720)), repeats: int = 3,
             rows.append({
                 "width": width,
                 "height": height,
-                "tf_function_ms": 1000 * _median_seconds(lambda: forward(tensor).numpy(), repeats),
-                "saved_model_ms": 1000 * _median_seconds(
+                "tf_function_ms": 1000 * median_seconds(lambda: forward(tensor).numpy(), repeats),
+                "saved_model_ms": 1000 * median_seconds(
                     lambda: serving(images=tensor)[export.OUTPUT_KEY].numpy(), repeats),
-                "tflite_ms": 1000 * _median_seconds(lambda: runner(image), repeats),
+                "tflite_ms": 1000 * median_seconds(lambda: runner(image), repeats),
                 "tflite_max_abs_diff": float(np.abs(runner(image) - reference).max()),
             })
     return rows
