@@ -62,12 +62,12 @@ flags.DEFINE_string("output_dir", os.path.join("experiments", "results", "blur_d
 
 
 def _threshold(text: str):
-    if text.lower() == "otsu":
-        return "otsu"
+    from kpac_tf.blur_detection import parse_threshold
+
     try:
-        return float(text)
-    except ValueError:
-        raise app.UsageError(f"--threshold must be 'otsu' or a number, got {text!r}.") from None
+        return parse_threshold(text)
+    except ValueError as error:
+        raise app.UsageError(f"--threshold: {error}") from None
 
 
 def _model():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import keras
 import numpy as np
@@ -32,7 +32,7 @@ from absl import logging
 
 from kpac_tf import analysis
 from kpac_tf import io as kio
-from kpac_tf.data.dpdd import PairingError
+from kpac_tf.data.dpdd import PairingError, short_list
 from kpac_tf.models import model_config
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
 #: (the KPAC paper does not state its beta).
 DEFAULT_BETA2 = 0.3
 
-_MAX_LISTED = 10
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,14 +227,6 @@ class BlurSample:
     mask: str
 
 
-def _short_list(items: Sequence[str]) -> str:
-    items = list(items)
-    shown = ", ".join(items[:_MAX_LISTED])
-    if len(items) > _MAX_LISTED:
-        shown += f" and {len(items) - _MAX_LISTED} more"
-    return shown
-
-
 def _list_folder(folder: str, what: str, include: str) -> dict[str, str]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"The {what} folder {folder} does not exist; check the path.")
@@ -255,7 +246,7 @@ def _list_folder(folder: str, what: str, include: str) -> dict[str, str]:
     if clashes:
         raise PairingError(
             f"The {what} folder {folder} holds several files with the same name: "
-            f"{_short_list(clashes)}; keep one file per name."
+            f"{short_list(clashes)}; keep one file per name."
         )
     if not files:
         raise PairingError(
@@ -286,10 +277,10 @@ def pair_blur_dataset(image_dir: str, mask_dir: str, include: str = "*") -> list
     no_image = sorted(set(masks) - set(images))
     if no_mask:
         problems.append(f"{len(no_mask)} image(s) have no mask in {mask_dir}: "
-                        + _short_list([os.path.basename(images[k]) for k in no_mask]))
+                        + short_list([os.path.basename(images[k]) for k in no_mask]))
     if no_image:
         problems.append(f"{len(no_image)} mask(s) have no image in {image_dir}: "
-                        + _short_list([os.path.basename(masks[k]) for k in no_image]))
+                        + short_list([os.path.basename(masks[k]) for k in no_image]))
     if problems:
         raise PairingError(
             "Cannot pair images and masks by file name: " + "; ".join(problems)
@@ -468,3 +459,16 @@ def write_synthetic_dataset(
         kio.write_image(os.path.join(image_dir, name), blurred)
         kio.write_image(os.path.join(mask_dir, name), truth.astype(np.float32), grayscale=True)
     return image_dir, mask_dir
+
+
+def parse_threshold(text: str) -> str | float:
+    """'otsu' or a fixed threshold in [0, 1] from command-line text (ValueError otherwise)."""
+    if text.strip().lower() == "otsu":
+        return "otsu"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"the threshold must be 'otsu' or a number in [0, 1], got {text!r}.") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"the threshold must be in [0, 1], got {value}.")
+    return value

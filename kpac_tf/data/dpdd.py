@@ -97,7 +97,7 @@ def _list_images(folder: str, what: str, strip_view_suffix: bool = False) -> dic
     if clashes:
         raise PairingError(
             f"The {what} folder {folder} holds several images with the same name: "
-            f"{_short_list(clashes)}; keep one file per name."
+            f"{short_list(clashes)}; keep one file per name."
         )
     if not images:
         raise PairingError(
@@ -107,7 +107,8 @@ def _list_images(folder: str, what: str, strip_view_suffix: bool = False) -> dic
     return images
 
 
-def _short_list(items: Sequence[str]) -> str:
+def short_list(items: Sequence[str]) -> str:
+    """'a, b, c and N more': at most a few names for an error message."""
     items = list(items)
     shown = ", ".join(items[:_MAX_LISTED])
     if len(items) > _MAX_LISTED:
@@ -124,7 +125,7 @@ def _pair(folders: dict[str, dict[str, str]], dirs: dict[str, str]) -> list[str]
         if missing:
             names = [_example_name(folders, key) for key in missing]
             problems.append(
-                f"{len(missing)} image(s) have no {role} file in {dirs[role]}: {_short_list(names)}"
+                f"{len(missing)} image(s) have no {role} file in {dirs[role]}: {short_list(names)}"
             )
     if problems:
         raise PairingError(
