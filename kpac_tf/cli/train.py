@@ -205,7 +205,7 @@ def main(argv):
     signal.signal(signal.SIGINT, stop)
     chief = training.is_chief(strategy)
     record_extra = {
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": " ".join(["kpac-train", *(shlex.quote(a) for a in sys.argv[1:])]),
         "flags": {**{f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])},
                   "preset": FLAGS.preset or DEFAULT_PRESET, "bit_depth": FLAGS.bit_depth},
     }
