@@ -28,6 +28,7 @@ flags.DEFINE_integer("seed", 7, "Benchmark seed.")
 flags.DEFINE_list("weights", ["kpac-3level"], "KPAC weights to score (presets or files).")
 flags.DEFINE_list("baselines", ["identity", "wiener", "rl", "two_step"], "Baselines to score.")
 flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Protocol bit depth.")
+flags.DEFINE_boolean("reuse_baselines", False, "Reuse baseline results already in --results_dir.")
 
 LABELS = {
     "identity": "blurred input (identity)",
@@ -46,8 +47,10 @@ def make_benchmark(root: Path) -> None:
     print(f"wrote {FLAGS.count} pairs from {', '.join(SKIMAGE_HELDOUT_SAMPLES)} into {root}")
 
 
-def evaluate(method_flag: str, name: str, root: Path) -> dict:
+def evaluate(method_flag: str, name: str, root: Path, reuse: bool = False) -> dict:
     output = Path(FLAGS.results_dir) / name
+    if reuse and (output / "summary.json").exists():
+        return json.loads((output / "summary.json").read_text())
     command = [
         sys.executable, "-m", "kpac_tf.cli.evaluate", method_flag, f"--dpdd_root={root}",
         f"--bit_depth={FLAGS.bit_depth}", f"--output_dir={output}",
@@ -64,7 +67,7 @@ def main(argv):
     make_benchmark(root)
     rows = []
     for baseline in FLAGS.baselines:
-        rows.append((LABELS.get(baseline, baseline), evaluate(f"--baseline={baseline}", baseline, root)))
+        rows.append((LABELS.get(baseline, baseline), evaluate(f"--baseline={baseline}", baseline, root, FLAGS.reuse_baselines)))
     for weights in FLAGS.weights:
         name = Path(weights).name.replace(".weights.npz", "")
         rows.append((f"KPAC ({weights})", evaluate(f"--weights={weights}", f"kpac_{name}", root)))
