@@ -25,7 +25,7 @@ from absl import app, flags
 from benchmark_tflite import median_seconds, tflite_latency  # same folder
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (the median is reported).")
+# --repeats (timed runs per figure, median reported) comes with benchmark_tflite's flags.
 flags.DEFINE_boolean("skip_24mp", False, "Skip the 24-megapixel tiled memory run.")
 flags.DEFINE_boolean("skip_tflite", False, "Skip the TFLite latency.")
 flags.DEFINE_float("memory_budget", 1024, "Deblurrer memory budget (MB) for the 24 MP run.")

@@ -95,7 +95,8 @@ def main(argv):
         )
     lines += [
         "",
-        "LPIPS: " + (rows[0][1]["lpips_skipped"] or "computed") + ".",
+        "LPIPS: " + ("not computed (no LPIPS backbone weights file on this machine; see the README)"
+                     if rows[0][1]["lpips_skipped"] else "computed, AlexNet v0.1") + ".",
         "",
         "Reproduce: `python experiments/heldout_benchmark.py " + " ".join(sys.argv[1:]) + "`",
         "",
