@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 # --repeats (timed runs per figure, median reported) comes with benchmark_tflite's flags.
 flags.DEFINE_boolean("skip_24mp", False, "Skip the 24-megapixel tiled memory run.")
 flags.DEFINE_boolean("skip_tflite", False, "Skip the TFLite latency.")
-flags.DEFINE_float("memory_budget", 1024, "Deblurrer memory budget (MB) for the 24 MP run.")
+flags.DEFINE_float("memory_budget", 512, "Deblurrer memory budget (MB) for the 24 MP run.")
 flags.DEFINE_boolean("child_24mp", False, "Internal: run the 24 MP job and print JSON.")
 
 

@@ -22,10 +22,12 @@ from absl import logging
 from kpac_tf.models import model_config
 from kpac_tf.padding import padded_size
 
-# Peak activation memory of a forward pass, bytes per input pixel (float32). Measured
-# about 900 for the 2- and 3-level models at 0.25-1 megapixel; rounded up.
+# Planning figure for the activation memory of a forward pass, bytes per input pixel
+# (float32). Measured about 900 for single 0.25-1 MP passes; peaks grow faster than
+# linearly on bigger tiles when ops run in parallel, hence the modest default budget
+# (512 MB: 720 px tiles, 1.8 GB peak RSS for a 24 MP photo; 1024 MB gave 4.6 GB).
 ACTIVATION_BYTES_PER_PIXEL = 1024
-DEFAULT_MEMORY_BUDGET_MB = 1024
+DEFAULT_MEMORY_BUDGET_MB = 512
 MIN_TILE = 64
 
 

@@ -27,7 +27,7 @@ flags.DEFINE_enum(
 flags.DEFINE_string("output_dir", None, "Folder for the results (created if missing).")
 flags.DEFINE_integer("tile", None, "Tile side in pixels (default: chosen from --memory_budget).")
 flags.DEFINE_integer("overlap", 128, "Overlap between tiles in pixels.")
-flags.DEFINE_float("memory_budget", 1024, "Memory for one forward pass, in MB (sets the tile size).")
+flags.DEFINE_float("memory_budget", 512, "Memory for one forward pass, in MB (sets the tile size).")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower, slightly better).")
 
 
