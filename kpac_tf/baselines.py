@@ -98,6 +98,17 @@ class _Deconvolver:
 
         return linear_to_srgb(img).astype(np.float64)
 
+    def deconvolve(self, img: np.ndarray, radius: float,
+                   info: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Deconvolve float64 HWC ``img`` (working space) with the disc of ``radius``."""
+        raise NotImplementedError
+
+    def __call__(self, blurred: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        """Restore ``blurred`` (HWC [0,1]) with the oracle disc of the mean radius."""
+        img = self.to_working(_check_image(blurred))
+        out = self.deconvolve(img, _mean_radius(info), info)
+        return _to_output(self.from_working(out))
+
 
 def _check_image(blurred: np.ndarray) -> np.ndarray:
     img = np.asarray(blurred)
@@ -208,11 +219,6 @@ class Wiener(_Deconvolver):
         return _deconvolve(img, self.psf(radius, info), lambda ch, k: restoration.wiener(
             ch, k, balance, clip=False), taper=True)
 
-    def __call__(self, blurred: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        img = self.to_working(_check_image(blurred))
-        out = self.deconvolve(img, _mean_radius(info), info)
-        return _to_output(self.from_working(out))
-
 
 class RichardsonLucy(_Deconvolver):
     """Richardson-Lucy deconvolution with the oracle disc of the mean radius.
@@ -228,15 +234,13 @@ class RichardsonLucy(_Deconvolver):
         super().__init__(psf_fn, linear_light)
         self.num_iter = int(num_iter)
 
-    def __call__(self, blurred: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        img = _check_image(blurred)
-        radius = _mean_radius(info)
+    def deconvolve(self, img: np.ndarray, radius: float,
+                   info: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Deconvolve float64 HWC ``img`` (working space) with the disc of ``radius``."""
         if radius < _MIN_RADIUS:
-            return _to_output(img)
-        out = _deconvolve(self.to_working(img), self.psf(radius, info),
-                          lambda ch, k: restoration.richardson_lucy(
-                              ch, k, num_iter=self.num_iter, clip=False), taper=False)
-        return _to_output(self.from_working(out))
+            return img
+        return _deconvolve(img, self.psf(radius, info), lambda ch, k: restoration.richardson_lucy(
+            ch, k, num_iter=self.num_iter, clip=False), taper=False)
 
 
 class TwoStep:
