@@ -34,8 +34,12 @@ def conv(
     dilation: int = 1,
     activation: str | None = "leaky",
     name: str | None = None,
+    dtype: str | None = None,
 ) -> keras.layers.Conv2D:
-    """A 'SAME'-padded conv with bias, LeakyReLU(0.2) by default ('sigmoid' or None too)."""
+    """A 'SAME'-padded conv with bias, LeakyReLU(0.2) by default ('sigmoid' or None too).
+
+    ``dtype``: a dtype policy for this layer only (default: the global policy).
+    """
     act = {"leaky": "leaky_relu", "sigmoid": "sigmoid", None: None}[activation]
     return keras.layers.Conv2D(
         filters,
@@ -45,6 +49,7 @@ def conv(
         padding="same",
         activation=act,
         name=name,
+        dtype=dtype,
     )
 
 

@@ -6,6 +6,11 @@ authors' release and the paper's ablations. The Keras model maps images in [0,1]
 callers clip). Inside, it pads to the network's multiple, maps to [-1,1] and computes
 exactly the authors' graph (so their weights apply unchanged), then crops back.
 
+Mixed precision (a "mixed_bfloat16" or "mixed_float16" Keras policy set before
+building): the padding to [-1,1], the last conv (d2_2), the residual addition and the
+crop stay float32, so the residual base is the exact input and the output keeps full
+precision; everything in between runs in the policy's compute dtype.
+
 Layer names follow the authors' TensorLayer names (c0, c0_2, ..., cm_1, d2_2) so that
 weights can be matched by name; the KPAC blocks are ``block1``, ``block2``, ...
 """
@@ -95,6 +100,8 @@ _DECODER = (
     ("d2", 48, "d2_2", 3, 5),
 )
 _SKIP_AFTER = ("c0_2", "c2_2", "c3_2")  # f1, f2, f3
+# The dtype policy of the layers that stay float32 under mixed precision.
+_FULL_PRECISION = "float32"
 
 
 def resolve_config(config: ModelConfig | str | None = None, **overrides) -> ModelConfig:
@@ -154,8 +161,11 @@ def _kpac_graph(net_input, residual_base, config: ModelConfig, alpha_inputs: lis
         x = kl.deconv(up_filters, name=up_name)(x)
         x = keras.layers.Concatenate(name=f"{up_name}_concat")([x, skip])
         last = conv_name == "d2_2"
-        x = kl.conv(conv_filters, kernel, activation=None if last else "leaky", name=conv_name)(x)
-    x = keras.layers.Add(name="residual_add")([x, residual_base])
+        x = kl.conv(
+            conv_filters, kernel, activation=None if last else "leaky", name=conv_name,
+            dtype=_FULL_PRECISION if last else None,
+        )(x)
+    x = keras.layers.Add(name="residual_add", dtype=_FULL_PRECISION)([x, residual_base])
     return x, attention
 
 
@@ -191,11 +201,11 @@ def build_kpac(
     config = resolve_config(config, **overrides)
     height, width = input_shape if input_shape is not None else (None, None)
     shape = (height, width, 3)
-    pad = PadToMultiple(config.multiple, name="to_network")
+    pad = PadToMultiple(config.multiple, name="to_network", dtype=_FULL_PRECISION)
     if config.dual_pixel:
         inputs = [keras.Input(shape, name=view) for view in ("left", "right", "centre")]
         left, right, centre = (
-            PadToMultiple(config.multiple, name=f"to_network_{view}")(tensor)
+            PadToMultiple(config.multiple, name=f"to_network_{view}", dtype=_FULL_PRECISION)(tensor)
             for view, tensor in zip(("left", "right", "centre"), inputs)
         )
         net_input = keras.layers.Concatenate(name="concat_views")([left, right])
@@ -214,7 +224,7 @@ def build_kpac(
         ]
         inputs = [*(inputs if isinstance(inputs, list) else [inputs]), *alpha_inputs]
     net_output, attention = _kpac_graph(net_input, residual_base, config, alpha_inputs)
-    output = CropToImage(name="to_image")([net_output, reference])
+    output = CropToImage(name="to_image", dtype=_FULL_PRECISION)([net_output, reference])
     if return_attention:
         outputs = {"output": output}
         for index, (alpha, beta) in enumerate(attention, start=1):

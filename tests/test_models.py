@@ -152,3 +152,33 @@ def test_alpha_override_inputs_replace_the_scale_attention(rng):
     only_rate1[..., 0] = 1
     changed = modulated([image, only_rate1, only_rate1]).numpy()
     assert np.abs(changed - reference["output"].numpy()).max() > 100 * max(same, 1e-7)
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_precision_keeps_the_residual_path_float32(mixed_bfloat16, rng):
+    """Under mixed_bfloat16 the output is float32 and equals the float32 model's to
+    within bfloat16 rounding of the interior; with a zero last layer it is the input
+    to float32 rounding (the residual base is never rounded to bfloat16)."""
+    from kpac_tf.weights import get_arrays, set_arrays
+
+    mixed = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    keras.mixed_precision.set_global_policy("float32")
+    full = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    set_arrays(mixed, get_arrays(full), "the float32 model")
+    image = rng.uniform(size=(1, 24, 40, 3)).astype("float32")
+    out_mixed, out_full = np.asarray(mixed(image)), np.asarray(full(image))
+    assert out_mixed.dtype == np.float32
+    assert mixed.get_layer("block1").compute_dtype == "bfloat16"
+    difference = np.abs(out_mixed - out_full)
+    assert 0 < difference.max() < 0.02
+    last = mixed.get_layer("d2_2")
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    np.testing.assert_allclose(np.asarray(mixed(image)), image, atol=1e-6)
