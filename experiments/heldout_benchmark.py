@@ -7,7 +7,8 @@
    bundled weights), each defocused with random depth, focus and blur radius, 16-bit.
 2. Scores, with kpac-eval under one protocol, the blurred input (identity), Wiener and
    Richardson-Lucy deconvolution with the oracle disc kernel of the mean radius, the
-   two-step method with the oracle defocus map, and the KPAC weights.
+   two-step method with the oracle defocus map, and the KPAC weights (plain, and with
+   the x8 flip/rotation self-ensemble of ``--ensemble`` unless --noensemble_rows).
 3. Writes a Markdown table with the protocol to --report.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ flags.DEFINE_integer("seed", 7, "Benchmark seed.")
 flags.DEFINE_list("weights", ["kpac-3level"], "KPAC weights to score (presets or files).")
 flags.DEFINE_list("baselines", ["identity", "wiener", "rl", "two_step"], "Baselines to score.")
 flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Protocol bit depth.")
+flags.DEFINE_boolean("ensemble_rows", True, "Also score each KPAC weights with the x8 self-ensemble.")
 flags.DEFINE_boolean("reuse_baselines", False, "Reuse baseline results already in --results_dir.")
 
 LABELS = {
@@ -47,12 +49,13 @@ def make_benchmark(root: Path) -> None:
     print(f"wrote {FLAGS.count} pairs from {', '.join(SKIMAGE_HELDOUT_SAMPLES)} into {root}")
 
 
-def evaluate(method_flag: str, name: str, root: Path, reuse: bool = False) -> dict:
+def evaluate(method_flag: str | list, name: str, root: Path, reuse: bool = False) -> dict:
     output = Path(FLAGS.results_dir) / name
     if reuse and (output / "summary.json").exists():
         return json.loads((output / "summary.json").read_text())
     command = [
-        sys.executable, "-m", "kpac_tf.cli.evaluate", method_flag, f"--dpdd_root={root}",
+        sys.executable, "-m", "kpac_tf.cli.evaluate",
+        *([method_flag] if isinstance(method_flag, str) else method_flag), f"--dpdd_root={root}",
         f"--bit_depth={FLAGS.bit_depth}", f"--output_dir={output}",
     ]
     completed = subprocess.run(command, capture_output=True, text=True)
@@ -71,6 +74,9 @@ def main(argv):
     for weights in FLAGS.weights:
         name = Path(weights).name.replace(".weights.npz", "")
         rows.append((f"KPAC ({weights})", evaluate(f"--weights={weights}", f"kpac_{name}", root)))
+        if FLAGS.ensemble_rows:
+            rows.append((f"KPAC ({weights}), x8 self-ensemble",
+                         evaluate([f"--weights={weights}", "--ensemble"], f"kpac_{name}_x8", root)))
     identity = next((s for label, s in rows if label.startswith("blurred input")), None)
     protocol = rows[0][1]["protocol"]
     lines = [

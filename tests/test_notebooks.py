@@ -1,7 +1,6 @@
 """Every notebook under notebooks/ executes headless, start to finish, on small inputs."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
