@@ -1,0 +1,122 @@
+"""Bundle a finished training run as the package's default weights, with its record.
+
+    python experiments/bundle_weights.py --run=runs/kpac3_long
+
+The run's ``model.weights.npz`` replaces ``kpac_tf/assets/weights/PRESET.weights.npz``
+and its ``train_record.json`` is appended, as one more training stage, to the bundled
+record ``PRESET.json`` (commands, steps, learning rates, precision, wall time,
+validation). The run must have started from the bundled weights (``--init_from``), so
+that the stages chain; --fresh starts a new record instead. Paths in the commands are
+reduced to their last component, so the record names no machine's folders. Both files
+are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Work directory of the finished kpac-train run.")
+flags.DEFINE_string("preset", "kpac-3level", "Preset whose bundled weights are replaced.")
+flags.DEFINE_string("assets_dir", None, "Bundled-weights folder (default: the package's).")
+flags.DEFINE_string("hardware", None, "Where the stage ran (default: keep the record's text).")
+flags.DEFINE_boolean("fresh", False, "Start a new record instead of appending a stage.")
+
+_PATH_FLAGS = ("--workdir=", "--init_from=", "--vgg19_weights=", "--flagfile=", "--val_data=")
+
+
+def sanitize_command(command: str) -> str:
+    """The command with the values of path flags reduced to their last component."""
+    words = []
+    for word in command.split():
+        for prefix in _PATH_FLAGS:
+            if word.startswith(prefix) and os.sep in word[len(prefix):]:
+                word = prefix + Path(word[len(prefix):]).name
+        words.append(word)
+    return " ".join(words)
+
+
+def append_stage(record: dict, run: dict, hardware: str | None = None) -> dict:
+    """``record`` (the bundled record, possibly empty) with the run ``run`` appended."""
+    if not run.get("finished"):
+        raise ValueError(f"The run stopped at step {run.get('step')} of {run['config']['steps']}; "
+                         "finish it (rerun its command) before bundling.")
+    record = dict(record)
+    stage = len(record.get("stage_steps", [])) + 1
+    record["command"] = [*record.get("command", []), sanitize_command(run["command"])]
+    record["stage_steps"] = [*record.get("stage_steps", []), int(run["step"])]
+    record["steps"] = sum(record["stage_steps"])
+    record["batch_size"] = run["config"]["batch_size"]
+    record["learning_rate"] = [*record.get("learning_rate", []), run["config"]["learning_rate"]]
+    record["lr_schedule"] = [*record.get("lr_schedule", ["constant"] * (stage - 1)),
+                             run["config"]["lr_schedule"]]
+    record["precision"] = [*record.get("precision", ["float32"] * (stage - 1)),
+                           run.get("dtype_policy", "float32")]
+    hours = record.get("wall_time_hours", 0.0) + run["wall_time_seconds"] / 3600
+    record["wall_time_hours"] = round(hours, 2)
+    record["final_validation"] = {**record.get("final_validation", {}), f"stage{stage}": run["final_logs"]}
+    if hardware:
+        record["hardware"] = hardware
+    return record
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+def _atomic_write_text(text: str, target: Path) -> None:
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, target)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.run:
+        raise app.UsageError("--run is required (the finished run's work directory).")
+    try:
+        bundle(Path(FLAGS.run))
+    except (ValueError, OSError) as error:
+        print(f"bundle_weights: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def bundle(run_dir: Path) -> None:
+    """Copy the run's weights over the bundled file and append its stage to the record."""
+    from kpac_tf import weights
+
+    run = json.loads((run_dir / "train_record.json").read_text())
+    if run["flags"].get("preset") != FLAGS.preset:
+        raise ValueError(f"The run trained {run['flags'].get('preset')!r}, not {FLAGS.preset!r}.")
+    target = weights.bundled_weights_path(FLAGS.preset)
+    if FLAGS.assets_dir:
+        target = Path(FLAGS.assets_dir) / target.name
+    record_path = target.with_name(f"{FLAGS.preset}.json")
+    record = {} if FLAGS.fresh or not record_path.exists() else json.loads(record_path.read_text())
+    started_from = Path(run.get("init_from") or "").name
+    if record and started_from not in (target.name, FLAGS.preset):
+        raise ValueError(f"The run started from {started_from or 'scratch'!r}, not from the bundled "
+                             f"{target.name}: its stage does not continue the record (use --fresh).")
+    record = append_stage(record, run, FLAGS.hardware)
+    record.setdefault("preset", FLAGS.preset)
+    weights.load_model(str(run_dir / "model.weights.npz"))  # refuses a broken or foreign file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_copy(run_dir / "model.weights.npz", target)
+    _atomic_write_text(json.dumps(record, indent=2) + "\n", record_path)
+    print(f"bundled {run_dir / 'model.weights.npz'} as {target} "
+          f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,90 @@
+"""experiments/bundle_weights.py: a finished run becomes the bundled weights, and its
+stage is appended to the bundled record without machine paths."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "experiments" / "bundle_weights.py"
+
+
+def _run_record(**changes) -> dict:
+    record = {
+        "command": "kpac-train --preset=kpac-3level --steps=6 --lr=1e-4 --mixed_precision "
+                   "--init_from=/some/where/kpac-3level.weights.npz --workdir=/scratch/runs/long",
+        "config": {"batch_size": 4, "learning_rate": 1e-4, "lr_schedule": "cosine", "steps": 6},
+        "dtype_policy": "mixed_bfloat16",
+        "final_logs": {"val_psnr": 28.0, "val_input_psnr": 27.0},
+        "finished": True,
+        "flags": {"preset": "kpac-3level"},
+        "init_from": "/some/where/kpac-3level.weights.npz",
+        "step": 6,
+        "wall_time_seconds": 1800.0,
+    }
+    record.update(changes)
+    return record
+
+
+def _bundle(run_dir: Path, assets: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, str(SCRIPT), f"--run={run_dir}", f"--assets_dir={assets}", *extra],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from kpac_tf import build_kpac, weights
+
+    run_dir = tmp_path_factory.mktemp("run")
+    weights.save_weights(build_kpac("kpac-3level"), run_dir / "model.weights.npz")
+    (run_dir / "train_record.json").write_text(json.dumps(_run_record()))
+    return run_dir
+
+
+def test_a_finished_run_is_appended_as_a_stage(finished_run, tmp_path):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "kpac-3level.json").write_text(json.dumps({
+        "preset": "kpac-3level", "command": ["kpac-train --steps=100"], "stage_steps": [100],
+        "steps": 100, "learning_rate": [2e-4], "lr_schedule": ["constant"], "precision": ["float32"],
+        "wall_time_hours": 1.0, "final_validation": {"stage1": {"val_psnr": 27.5}},
+    }))
+    result = _bundle(finished_run, assets)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((assets / "kpac-3level.json").read_text())
+    assert record["stage_steps"] == [100, 6] and record["steps"] == 106
+    assert record["learning_rate"] == [2e-4, 1e-4] and record["lr_schedule"] == ["constant", "cosine"]
+    assert record["precision"] == ["float32", "mixed_bfloat16"]
+    assert record["wall_time_hours"] == 1.5
+    assert record["final_validation"]["stage2"]["val_psnr"] == 28.0
+    assert record["command"][1].endswith("--init_from=kpac-3level.weights.npz --workdir=long")
+    assert "/" not in record["command"][1]
+    bundled = assets / "kpac-3level.weights.npz"
+    assert bundled.read_bytes() == (finished_run / "model.weights.npz").read_bytes()
+    assert sorted(p.name for p in assets.iterdir()) == ["kpac-3level.json", "kpac-3level.weights.npz"]
+
+
+def test_unfinished_or_unrelated_runs_are_refused(finished_run, tmp_path):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "kpac-3level.json").write_text(json.dumps({"preset": "kpac-3level", "stage_steps": [100]}))
+    before = (assets / "kpac-3level.json").read_text()
+    record_path = finished_run / "train_record.json"
+    original = record_path.read_text()
+    try:
+        record_path.write_text(json.dumps(_run_record(finished=False, step=3)))
+        unfinished = _bundle(finished_run, assets)
+        assert unfinished.returncode != 0 and "stopped at step 3 of 6" in unfinished.stderr
+        record_path.write_text(json.dumps(_run_record(init_from=None)))
+        scratch = _bundle(finished_run, assets)
+        assert scratch.returncode != 0 and "started from 'scratch'" in scratch.stderr
+    finally:
+        record_path.write_text(original)
+    assert (assets / "kpac-3level.json").read_text() == before
+    assert not (assets / "kpac-3level.weights.npz").exists()
