@@ -107,7 +107,7 @@ def bundle(run_dir: Path) -> None:
     started_from = Path(run.get("init_from") or "").name
     if record and started_from not in (target.name, FLAGS.preset):
         raise ValueError(f"The run started from {started_from or 'scratch'!r}, not from the bundled "
-                             f"{target.name}: its stage does not continue the record (use --fresh).")
+                         f"{target.name}: its stage does not continue the record (use --fresh).")
     record = append_stage(record, run, FLAGS.hardware)
     record.setdefault("preset", FLAGS.preset)
     weights.load_model(str(run_dir / "model.weights.npz"))  # refuses a broken or foreign file
