@@ -9,10 +9,12 @@
    Richardson-Lucy deconvolution with the oracle disc kernel of the mean radius, the
    two-step method with the oracle defocus map, and the KPAC weights (plain, and with
    the x8 flip/rotation self-ensemble of ``--ensemble`` unless --noensemble_rows).
-3. Writes a Markdown table with the protocol to --report.
+3. Writes a Markdown table with the protocol to --report, and a second table of the
+   mean PSNR gain per source photograph (where each method helps and where it hurts).
 """
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -52,7 +54,7 @@ def make_benchmark(root: Path) -> None:
 def evaluate(method_flag: str | list, name: str, root: Path, reuse: bool = False) -> dict:
     output = Path(FLAGS.results_dir) / name
     if reuse and (output / "summary.json").exists():
-        return json.loads((output / "summary.json").read_text())
+        return {**json.loads((output / "summary.json").read_text()), "results_name": name}
     command = [
         sys.executable, "-m", "kpac_tf.cli.evaluate",
         *([method_flag] if isinstance(method_flag, str) else method_flag), f"--dpdd_root={root}",
@@ -61,7 +63,35 @@ def evaluate(method_flag: str | list, name: str, root: Path, reuse: bool = False
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(command)} failed: {completed.stderr.strip().splitlines()[-1:]}")
-    return json.loads((output / "summary.json").read_text())
+    return {**json.loads((output / "summary.json").read_text()), "results_name": name}
+
+
+def per_photo_gains(root: Path, rows: list) -> list[str]:
+    """Markdown lines: mean PSNR gain over the input per source photo and method."""
+    meta = json.loads((root / "test_c" / "synthetic.json").read_text())["images"]
+    source = {Path(name).stem: info["source"] for name, info in meta.items()}
+    photos = sorted(set(source.values()))
+    psnr = {}
+    for label, summary in rows:
+        path = Path(FLAGS.results_dir) / summary["results_name"] / "per_image.csv"
+        with path.open() as handle:
+            psnr[label] = {r["name"]: float(r["psnr"]) for r in csv.DictReader(handle) if r["psnr"]}
+    identity = next(label for label, _ in rows if label.startswith("blurred input"))
+    counts = {photo: sum(1 for s in source.values() if s == photo) for photo in photos}
+    lines = [
+        "| method | " + " | ".join(f"{photo} ({counts[photo]})" for photo in photos) + " |",
+        "|---|" + "---:|" * len(photos),
+    ]
+    for label, _ in rows:
+        if label == identity:
+            continue
+        cells = []
+        for photo in photos:
+            gains = [psnr[label][n] - psnr[identity][n] for n in psnr[identity]
+                     if source.get(n) == photo and n in psnr[label]]
+            cells.append(f"{sum(gains) / len(gains):+.2f}" if gains else "—")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv):
@@ -100,6 +130,10 @@ def main(argv):
             f"{means['mae']['mean']:.4f} | {seconds:.2f} |"
         )
     lines += [
+        "",
+        "Mean PSNR gain over the input (dB) per source photograph (number of pairs):",
+        "",
+        *per_photo_gains(root, rows),
         "",
         "LPIPS: " + ("not computed (no LPIPS backbone weights file on this machine; see the README)"
                      if rows[0][1]["lpips_skipped"] else "computed, AlexNet v0.1") + ".",
