@@ -26,6 +26,7 @@ flags.DEFINE_string("run", None, "Work directory of the finished kpac-train run.
 flags.DEFINE_string("preset", "kpac-3level", "Preset whose bundled weights are replaced.")
 flags.DEFINE_string("assets_dir", None, "Bundled-weights folder (default: the package's).")
 flags.DEFINE_string("hardware", None, "Where the stage ran (default: keep the record's text).")
+flags.DEFINE_string("note", None, "A remark on this stage kept in the record (e.g. restarts).")
 flags.DEFINE_boolean("fresh", False, "Start a new record instead of appending a stage.")
 
 _PATH_FLAGS = ("--workdir=", "--init_from=", "--vgg19_weights=", "--flagfile=", "--val_data=")
@@ -42,7 +43,7 @@ def sanitize_command(command: str) -> str:
     return " ".join(words)
 
 
-def append_stage(record: dict, run: dict, hardware: str | None = None) -> dict:
+def append_stage(record: dict, run: dict, hardware: str | None = None, note: str | None = None) -> dict:
     """``record`` (the bundled record, possibly empty) with the run ``run`` appended."""
     if not run.get("finished"):
         raise ValueError(f"The run stopped at step {run.get('step')} of {run['config']['steps']}; "
@@ -63,6 +64,8 @@ def append_stage(record: dict, run: dict, hardware: str | None = None) -> dict:
     record["final_validation"] = {**record.get("final_validation", {}), f"stage{stage}": run["final_logs"]}
     if hardware:
         record["hardware"] = hardware
+    if note:
+        record["stage_notes"] = {**record.get("stage_notes", {}), f"stage{stage}": note}
     return record
 
 
@@ -108,7 +111,7 @@ def bundle(run_dir: Path) -> None:
     if record and started_from not in (target.name, FLAGS.preset):
         raise ValueError(f"The run started from {started_from or 'scratch'!r}, not from the bundled "
                          f"{target.name}: its stage does not continue the record (use --fresh).")
-    record = append_stage(record, run, FLAGS.hardware)
+    record = append_stage(record, run, FLAGS.hardware, FLAGS.note)
     record.setdefault("preset", FLAGS.preset)
     weights.load_model(str(run_dir / "model.weights.npz"))  # refuses a broken or foreign file
     target.parent.mkdir(parents=True, exist_ok=True)

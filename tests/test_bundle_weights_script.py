@@ -55,13 +55,14 @@ def test_a_finished_run_is_appended_as_a_stage(finished_run, tmp_path):
         "steps": 100, "learning_rate": [2e-4], "lr_schedule": ["constant"], "precision": ["float32"],
         "wall_time_hours": 1.0, "final_validation": {"stage1": {"val_psnr": 27.5}},
     }))
-    result = _bundle(finished_run, assets)
+    result = _bundle(finished_run, assets, "--note=resumed twice")
     assert result.returncode == 0, result.stderr
     record = json.loads((assets / "kpac-3level.json").read_text())
     assert record["stage_steps"] == [100, 6] and record["steps"] == 106
     assert record["learning_rate"] == [2e-4, 1e-4] and record["lr_schedule"] == ["constant", "cosine"]
     assert record["precision"] == ["float32", "mixed_bfloat16"]
     assert record["wall_time_hours"] == 1.5
+    assert record["stage_notes"] == {"stage2": "resumed twice"}
     assert record["final_validation"]["stage2"]["val_psnr"] == 28.0
     assert record["command"][1].endswith("--init_from=kpac-3level.weights.npz --workdir=long")
     assert "/" not in record["command"][1]
