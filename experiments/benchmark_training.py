@@ -36,36 +36,33 @@ flags.DEFINE_integer("dpdd_files", 8, "DPDD-like file pairs to write for the fil
 
 def _time_training(tf, preset: str, batch: int, crop: int, warmup: int, steps: int,
                    policy: str = "float32") -> float:
+    """Steps/s of the training step under the Keras dtype ``policy`` (as kpac-train sets it)."""
     import keras
 
     from kpac_tf import models, training
 
     keras.mixed_precision.set_global_policy(policy)
     try:
-        return _time_steps(tf, models, training, preset, batch, crop, warmup, steps)
+        strategy = tf.distribute.get_strategy()
+        config = training.TrainConfig(steps=warmup + steps, batch_size=batch)
+        network = models.build_kpac(preset)
+        trainer = training.KPACTrainer(network)
+        optimizer = training.make_optimizer(config)
+        trainer.compile(optimizer=optimizer, jit_compile=False)
+        optimizer.build(network.trainable_variables)
+        blurred = tf.random.stateless_uniform([batch, crop, crop, 3], seed=[1, 2])
+        sharp = tf.clip_by_value(blurred + 0.05 * tf.random.stateless_normal(blurred.shape, seed=[3, 4]), 0, 1)
+        dataset = tf.data.Dataset.from_tensors((blurred, sharp)).repeat()
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        loop = training.make_train_loop(strategy, trainer)
+        logs, _ = loop(iterator, warmup)
+        float(logs["loss"])
+        start = time.perf_counter()
+        logs, _ = loop(iterator, steps)
+        float(logs["loss"])
+        return steps / (time.perf_counter() - start)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-
-
-def _time_steps(tf, models, training, preset, batch, crop, warmup, steps) -> float:
-    strategy = tf.distribute.get_strategy()
-    config = training.TrainConfig(steps=warmup + steps, batch_size=batch)
-    network = models.build_kpac(preset)
-    trainer = training.KPACTrainer(network)
-    optimizer = training.make_optimizer(config)
-    trainer.compile(optimizer=optimizer, jit_compile=False)
-    optimizer.build(network.trainable_variables)
-    blurred = tf.random.stateless_uniform([batch, crop, crop, 3], seed=[1, 2])
-    sharp = tf.clip_by_value(blurred + 0.05 * tf.random.stateless_normal(blurred.shape, seed=[3, 4]), 0, 1)
-    dataset = tf.data.Dataset.from_tensors((blurred, sharp)).repeat()
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    loop = training.make_train_loop(strategy, trainer)
-    logs, _ = loop(iterator, warmup)
-    float(logs["loss"])
-    start = time.perf_counter()
-    logs, _ = loop(iterator, steps)
-    float(logs["loss"])
-    return steps / (time.perf_counter() - start)
 
 
 def _time_pipeline(dataset, batches: int) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -69,18 +68,17 @@ def append_stage(record: dict, run: dict, hardware: str | None = None, note: str
     return record
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
-
-
-def _atomic_write_text(text: str, target: Path) -> None:
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, target)
+def _write_atomically(data: bytes, target: Path) -> None:
+    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def main(argv):
@@ -115,8 +113,8 @@ def bundle(run_dir: Path) -> None:
     record.setdefault("preset", FLAGS.preset)
     weights.load_model(str(run_dir / "model.weights.npz"))  # refuses a broken or foreign file
     target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_copy(run_dir / "model.weights.npz", target)
-    _atomic_write_text(json.dumps(record, indent=2) + "\n", record_path)
+    _write_atomically((run_dir / "model.weights.npz").read_bytes(), target)
+    _write_atomically((json.dumps(record, indent=2) + "\n").encode(), record_path)
     print(f"bundled {run_dir / 'model.weights.npz'} as {target} "
           f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
 

@@ -51,13 +51,13 @@ def make_benchmark(root: Path) -> None:
     print(f"wrote {FLAGS.count} pairs from {', '.join(SKIMAGE_HELDOUT_SAMPLES)} into {root}")
 
 
-def evaluate(method_flag: str | list, name: str, root: Path, reuse: bool = False) -> dict:
+def evaluate(method_flags: list[str], name: str, root: Path, reuse: bool = False) -> dict:
     output = Path(FLAGS.results_dir) / name
     if reuse and (output / "summary.json").exists():
         return {**json.loads((output / "summary.json").read_text()), "results_name": name}
     command = [
         sys.executable, "-m", "kpac_tf.cli.evaluate",
-        *([method_flag] if isinstance(method_flag, str) else method_flag), f"--dpdd_root={root}",
+        *method_flags, f"--dpdd_root={root}",
         f"--bit_depth={FLAGS.bit_depth}", f"--output_dir={output}",
     ]
     completed = subprocess.run(command, capture_output=True, text=True)
@@ -100,10 +100,10 @@ def main(argv):
     make_benchmark(root)
     rows = []
     for baseline in FLAGS.baselines:
-        rows.append((LABELS.get(baseline, baseline), evaluate(f"--baseline={baseline}", baseline, root, FLAGS.reuse_baselines)))
+        rows.append((LABELS.get(baseline, baseline), evaluate([f"--baseline={baseline}"], baseline, root, FLAGS.reuse_baselines)))
     for weights in FLAGS.weights:
         name = Path(weights).name.replace(".weights.npz", "")
-        rows.append((f"KPAC ({weights})", evaluate(f"--weights={weights}", f"kpac_{name}", root)))
+        rows.append((f"KPAC ({weights})", evaluate([f"--weights={weights}"], f"kpac_{name}", root)))
         if FLAGS.ensemble_rows:
             rows.append((f"KPAC ({weights}), x8 self-ensemble",
                          evaluate([f"--weights={weights}", "--ensemble"], f"kpac_{name}_x8", root)))

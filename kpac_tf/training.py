@@ -279,7 +279,7 @@ def mixed_precision_policy(strategy: str = "default") -> str:
 
     "mixed_bfloat16" on a TPU and on a CPU-only machine (TensorFlow has no CPU kernels
     for float16 atrous-convolution gradients, while bfloat16 convolutions run through
-    oneDNN, 1.5-1.8x faster than float32 per training step on a CPU with AVX512-BF16;
+    oneDNN, 1.45-1.8x faster than float32 per training step on a CPU with AVX512-BF16;
     see experiments/benchmark_training.py); "mixed_float16" on GPUs. Variables and
     optimizer state stay float32 either way, so checkpoints move freely between
     float32 and mixed runs.
