@@ -48,7 +48,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kpac_tf.io import decode_image_tensor, encode_png_tensor
+from kpac_tf.io import (
+    decode_image_tensor,
+    encode_png_tensor,
+    is_16bit_png_tensor,
+    is_jpeg_tensor,
+    is_png_tensor,
+)
 from kpac_tf.models import ModelConfig, build_kpac, model_config
 from kpac_tf.weights import get_arrays, set_arrays
 
@@ -77,8 +83,6 @@ PNG_OUTPUT_KEY = "png_bytes"
 METADATA_FILE = "kpac_export.json"
 TFLITE_FILE = "model.tflite"
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 _VIEWS = ("left", "right", "centre")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -145,22 +149,17 @@ def _check_same_size(tensors: Sequence[tf.Tensor], names: Sequence[str]) -> list
         return [tf.identity(tensor) for tensor in tensors]
 
 
-def _is_png(encoded: tf.Tensor) -> tf.Tensor:
-    return tf.equal(tf.strings.substr(encoded, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
-
-
 def _decode(encoded: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
     """(float32 HWC [0,1] RGB image, True if a 16-bit PNG) of one encoded file."""
-    is_png = _is_png(encoded)
-    is_jpeg = tf.equal(tf.strings.substr(encoded, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+    is_png = is_png_tensor(encoded)
+    is_jpeg = is_jpeg_tensor(encoded)
     check = tf.debugging.Assert(
         tf.logical_or(is_png, is_jpeg),
         [f"{name} must hold a PNG (8 or 16-bit) or JPEG file; these bytes are neither."],
     )
     with tf.control_dependencies([check]):
         image = decode_image_tensor(tf.identity(encoded))
-    # PNG header: 8-byte signature, IHDR length and type, width, height, then bit depth.
-    sixteen = tf.logical_and(is_png, tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10"))
+    sixteen = is_16bit_png_tensor(encoded)
     return image, sixteen
 
 

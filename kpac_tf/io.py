@@ -525,6 +525,33 @@ def _atomic_write(path: str, folder: str, data: bytes) -> None:
 # --------------------------------------------------------------------------- #
 # Graph-mode helpers (tf.data, SavedModel)
 # --------------------------------------------------------------------------- #
+def _header_tensor(encoded: tf.Tensor, size: int) -> tf.Tensor:
+    """The first ``size`` bytes of a scalar string tensor, zero-padded when shorter.
+
+    ``tf.strings.substr`` fails on a start position past the end, so header bytes
+    are always read from this fixed-size copy: a short or truncated file then
+    reaches the decoder's (or the caller's) own error instead of an out-of-range one.
+    """
+    head = tf.strings.substr(encoded, 0, size)  # position 0 is valid for any length
+    return tf.strings.substr(tf.strings.join([head, b"\0" * size]), 0, size)
+
+
+def is_png_tensor(encoded: tf.Tensor) -> tf.Tensor:
+    """True if a scalar string tensor starts with the PNG signature (any length)."""
+    return tf.equal(_header_tensor(encoded, len(_PNG_MAGIC)), _PNG_MAGIC)
+
+
+def is_jpeg_tensor(encoded: tf.Tensor) -> tf.Tensor:
+    """True if a scalar string tensor starts with the JPEG marker (any length)."""
+    return tf.equal(_header_tensor(encoded, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+
+
+def is_16bit_png_tensor(encoded: tf.Tensor) -> tf.Tensor:
+    """True if a scalar string tensor is a PNG whose IHDR bit depth is 16 (any length)."""
+    bit_depth = tf.strings.substr(_header_tensor(encoded, 25), 24, 1)  # IHDR bit depth
+    return tf.logical_and(is_png_tensor(encoded), tf.equal(bit_depth, b"\x10"))
+
+
 def decode_image_tensor(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
     """Decodes an encoded PNG/JPEG/BMP/GIF string tensor inside a graph.
 
@@ -545,8 +572,8 @@ def decode_image_tensor(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
     if channels not in (1, 3, 4):
         raise ValueError(f"channels must be 1, 3 or 4, got {channels}.")
     encoded = tf.convert_to_tensor(encoded, dtype=tf.string)
-    is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_MAGIC)
-    is_16bit = tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10")  # IHDR bit depth
+    is_png = is_png_tensor(encoded)
+    is_16bit = is_16bit_png_tensor(encoded)
 
     def _png16() -> tf.Tensor:
         image = tf.io.decode_png(encoded, channels=channels, dtype=tf.uint16)

@@ -186,12 +186,21 @@ class RestClient:
         return result[0] if single else result
 
 
+_GENERIC_ERROR_LINES = ("Graph execution error", "Detected at node", "<stack traces unavailable>")
+
+
 def _first_line(text: str) -> str:
+    """The line of a server error that says what went wrong.
+
+    TF's op errors start with generic lines ("Graph execution error:", "Detected at
+    node ...") before the op's own message; an assertion's text is preferred.
+    """
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    for line in lines:  # TF's errors put the assertion text after a generic header
-        if "assertion failed" in line or "Invalid" in line:
+    for line in lines:
+        if "assertion failed" in line:
             return line
-    return lines[0] if lines else "(no detail)"
+    specific = [line for line in lines if not line.startswith(_GENERIC_ERROR_LINES)]
+    return (specific or lines or ["(no detail)"])[0]
 
 
 class GrpcClient:

@@ -326,9 +326,10 @@ def test_signatures_reject_bad_inputs_with_clear_messages(single, dual, rng):
         assert message in _error_text(lambda: serve(images=tf.constant(images))), message
 
     png = _png(good[0], 8)
-    for data in (b"not an image at all", b"", b"GIF89a" + png[6:]):
+    # Repeated: the check must win every time, never a race with other header reads.
+    for data in (b"not an image at all", b"", b"GIF89a" + png[6:]) * 4:
         text = _error_text(lambda: encoded(image_bytes=tf.constant([png, data])))
-        assert "image_bytes must hold a PNG (8 or 16-bit) or JPEG file" in text
+        assert "image_bytes must hold a PNG (8 or 16-bit) or JPEG file" in text, text
     assert "PNG" in _error_text(lambda: encoded(image_bytes=tf.constant([png[:60]])))
     assert "1-D tensor" in _error_text(lambda: encoded(image_bytes=tf.constant([[png]])))
 

@@ -277,6 +277,33 @@ def test_graph_decoder_equals_read_image(tmp_path, rng, bit_depth):
                                   kio.read_image(jpeg).rgb)
 
 
+def test_graph_header_checks_never_fail_on_short_strings(tmp_path, rng):
+    png8, png16, jpeg = (tmp_path / "h8.png", tmp_path / "h16.png", tmp_path / "h.jpg")
+    kio.write_image(png8, rng.random((5, 6, 3)), bit_depth=8)
+    kio.write_image(png16, rng.random((5, 6, 3)), bit_depth=16)
+    kio.write_image(jpeg, rng.random((5, 6, 3)))
+    full16 = png16.read_bytes()
+
+    @tf.function
+    def header(encoded):
+        return (kio.is_png_tensor(encoded), kio.is_jpeg_tensor(encoded),
+                kio.is_16bit_png_tensor(encoded))
+
+    cases = {  # bytes: (PNG, JPEG, 16-bit PNG)
+        b"": (False, False, False),
+        b"\xff": (False, False, False),
+        full16[:8]: (True, False, False),
+        full16[:24]: (True, False, False),
+        full16[:25]: (True, False, True),
+        png8.read_bytes(): (True, False, False),
+        full16: (True, False, True),
+        jpeg.read_bytes(): (False, True, False),
+        b"\x00" * 24 + b"\x10": (False, False, False),
+    }
+    for data, expected in cases.items():
+        assert tuple(bool(flag) for flag in header(tf.constant(data))) == expected, data[:30]
+
+
 def test_graph_decoder_gray_png_gives_three_channels(tmp_path, rng):
     path = tmp_path / "gray.png"
     kio.write_image(path, rng.random((6, 7, 3)), bit_depth=16, grayscale=True)

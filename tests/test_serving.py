@@ -117,3 +117,15 @@ def test_client_argument_checks():
 def test_grpc_client_without_the_optional_package_says_what_to_install():
     with pytest.raises(ImportError, match="tensorflow-serving-api"):
         GrpcClient("localhost:8500")
+
+
+def test_error_line_skips_tf_generic_headers():
+    from kpac_tf.serving import _first_line
+
+    tf_error = ("Graph execution error:\n\nDetected at node map/Substr defined at (most recent "
+                "call last):\n<stack traces unavailable>\nInvalid PNG data, size 60\n\t "
+                "[[{{node map/Substr}}]]")
+    assert _first_line(tf_error) == "Invalid PNG data, size 60"
+    assert _first_line("x\nassertion failed: [bad bytes]") == "assertion failed: [bad bytes]"
+    assert _first_line("Servable not found for request") == "Servable not found for request"
+    assert _first_line("  \n") == "(no detail)"
