@@ -205,6 +205,20 @@ def test_resolve_data_errors(tmp_path):
         pipeline.resolve_data("synthetic:clouds", crop=16)
     with pytest.raises(ValueError, match="dual-pixel"):
         pipeline.resolve_data("synthetic", crop=16, dual_pixel=True)
+    with pytest.raises(ValueError, match="synthetic only"):
+        pipeline.resolve_data(str(tmp_path), crop=16, synthetic_options=["sharp_probability=1"])
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        pipeline.resolve_data("synthetic", crop=16, synthetic_options=["clouds=1"])
+
+
+def test_synthetic_options_change_training_pairs_only():
+    data = pipeline.resolve_data("synthetic:deadleaves", crop=24, val_images=2, seed=1,
+                                 synthetic_options=["sharp_probability=1", "noise_sigma=0"])
+    config = pipeline.PipelineConfig(crop=24, seed=1)
+    (inputs, targets), = _take(pipeline.make_train_dataset(data.train, config, per_replica_batch=2), 1)
+    np.testing.assert_allclose(inputs, targets, atol=2e-3)  # nothing left to deblur
+    val_in, val_target, _ = next(iter(pipeline.make_eval_dataset(data.val, crop=24, per_replica_batch=1)))
+    assert np.abs(val_in.numpy() - val_target.numpy()).mean() > 1e-3  # validation: default renderer
 
 
 def test_broken_files_fail_at_start(pairs16, tmp_path):

@@ -267,3 +267,57 @@ def test_config_validation():
         syn.SyntheticConfig(depth_models=("cubes",))
     with pytest.raises(ValueError):
         syn.render_defocus_pair(np.zeros((4, 4, 3)), np.zeros((5, 4)), focus=0, max_radius=1)
+
+
+def test_config_overrides_parse_ranges_numbers_and_names():
+    config = syn.synthetic_config_from_overrides(
+        ["sharp_probability=0.2", "photo_scale=0.5:1.5", "max_radius=3", "max_layers=6",
+         "depth_models=layers:slant", " "])
+    assert config.sharp_probability == 0.2 and config.photo_scale == (0.5, 1.5)
+    assert config.max_radius == (3.0, 3.0) and config.max_layers == 6
+    assert config.depth_models == ("layers", "slant")
+    assert config.in_focus_probability == syn.SyntheticConfig().in_focus_probability
+    assert syn.synthetic_config_from_overrides([]) == syn.SyntheticConfig()
+    for bad, message in [("clouds=1", "NAME=VALUE with NAME one of"), ("photo_scale", "NAME=VALUE"),
+                         ("photo_scale=a:b", "cannot read 'a:b' as LOW:HIGH"),
+                         ("photo_scale=1:2:3", "LOW:HIGH"), ("max_radius=5:1", "low <= high"),
+                         ("sharp_probability=1.5", "in \\[0, 1\\]"), ("photo_scale=0:1", "positive")]:
+        with pytest.raises(ValueError, match=message):
+            syn.synthetic_config_from_overrides([bad])
+
+
+def test_sharp_pairs_differ_only_by_noise():
+    config = syn.SyntheticConfig(sharp_probability=1.0, noise_sigma=(0.0, 0.0))
+    source = syn.SyntheticDefocusSource(48, seed=5, config=config)
+    for index in range(4):  # dead leaves and photos, highlights included
+        pair = source.pair(index)
+        assert pair.info["max_radius"] == 0.0 and pair.radius.max() == 0.0
+        np.testing.assert_allclose(pair.blurred, pair.sharp, atol=2e-3)
+    # Off by default, and the default stream does not change when it is off.
+    default = syn.SyntheticDefocusSource(48, seed=5).pair(3)
+    explicit = syn.SyntheticDefocusSource(48, seed=5, config=syn.SyntheticConfig(
+        sharp_probability=0.0, photo_scale=(1.0, 1.0))).pair(3)
+    np.testing.assert_array_equal(default.blurred, explicit.blurred)
+    assert default.info["max_radius"] > 0
+
+
+def test_photo_scale_zooms_photo_crops(tmp_path):
+    # A vertical grating with a 16-pixel period: its period in the crops follows the zoom.
+    columns = 0.5 + 0.4 * np.sin(2 * np.pi * np.arange(600) / 16.0)
+    kio.write_image(tmp_path / "grating.png", np.repeat(np.tile(columns, (600, 1))[..., None], 3, -1),
+                    bit_depth=16)
+
+    def period(scale: float) -> float:
+        config = syn.SyntheticConfig(photo_scale=(scale, scale), sharp_probability=1.0)
+        source = syn.SyntheticDefocusSource(128, photos=str(tmp_path / "grating.png"), seed=2,
+                                            config=config)
+        row = source.pair(0, dead_leaves=False).sharp[64, :, 0]
+        spectrum = np.abs(np.fft.rfft(row - row.mean()))
+        return 128 / float(np.argmax(spectrum))
+
+    assert period(1.0) == pytest.approx(16, rel=0.1)
+    assert period(0.5) == pytest.approx(8, rel=0.1)
+    assert period(2.0) == pytest.approx(32, rel=0.1)
+    full = syn.SyntheticDefocusSource(64, photos="skimage:coins", seed=2,
+                                      config=syn.SyntheticConfig(photo_scale=(0.5, 0.5)))
+    assert full.pair(0, size="full", dead_leaves=False).sharp.shape == (303, 384, 3)  # not rescaled

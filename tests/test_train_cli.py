@@ -106,6 +106,9 @@ def test_user_errors_are_one_line_before_training(tmp_path):
     assert "kpac-train: error: VGG19 weights file" in vgg.stderr and "--vgg19_weights=PATH" in vgg.stderr
     assert "Traceback" not in vgg.stderr
     assert _latest_step(tmp_path / "b") is None  # nothing trained, nothing saved
+    option = _run("--data=synthetic", "--crop=32", "--synthetic_options=clouds=1", f"--workdir={tmp_path / 'c'}")
+    assert option.returncode == 1 and "kpac-train: error: Synthetic option 'clouds=1'" in option.stderr
+    assert "Traceback" not in option.stderr
     usage = _run("--workdir=x")
     assert usage.returncode == 1 and "--data is required" in usage.stderr
 

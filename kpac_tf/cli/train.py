@@ -51,6 +51,8 @@ flags.DEFINE_integer("val_crop", 512, "Centre crop for validation (0: whole imag
 flags.DEFINE_boolean("flip_rot", False, "Random flips and 90-degree rotations (flips only for dual-pixel).")
 flags.DEFINE_float("noise_sigma_max", 0.0, "Gaussian noise on inputs, sigma ~ U[0, this] "
                    "(paper Appendix G: 0.03).")
+flags.DEFINE_list("synthetic_options", [], "Synthetic training pairs only: renderer settings as "
+                  "NAME=VALUE (ranges LOW:HIGH), e.g. sharp_probability=0.1,photo_scale=0.6:1.4.")
 flags.DEFINE_boolean("cache", False, "Keep decoded training images in memory.")
 flags.DEFINE_integer("data_seed", 0, "Seed of the data stream (crops, order, augmentation).")
 
@@ -173,7 +175,7 @@ def main(argv):
         sources = pipeline.resolve_data(
             FLAGS.data, crop=FLAGS.crop or None, val_spec=FLAGS.val_data, val_crop=FLAGS.val_crop or None,
             val_images=FLAGS.val_images or None, dual_pixel=config.dual_pixel, bit_depth=bit_depth,
-            cache=FLAGS.cache, seed=FLAGS.data_seed,
+            cache=FLAGS.cache, seed=FLAGS.data_seed, synthetic_options=FLAGS.synthetic_options,
         )
         data = training.TrainData(
             train=sources.train,

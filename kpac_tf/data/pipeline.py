@@ -451,7 +451,8 @@ class DataSources:
 
 
 def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 256, *, seed: int = 0,
-                          held_out: bool = False, num_items: int | None = None) -> SyntheticSource:
+                          held_out: bool = False, num_items: int | None = None,
+                          config=None) -> SyntheticSource:
     """Synthetic defocus pairs (:mod:`kpac_tf.data.synthetic`) as a pipeline source.
 
     Args:
@@ -463,6 +464,8 @@ def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 25
         seed: generator seed (validation adds a fixed offset, so scenes never repeat).
         held_out: validation scenes (held-out photos, other seeds).
         num_items: None for an endless training stream, or the validation count.
+        config: renderer ranges (:class:`kpac_tf.data.synthetic.SyntheticConfig`);
+            None: the defaults.
     """
     from kpac_tf.data import synthetic
 
@@ -486,7 +489,8 @@ def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 25
     fraction = 0.5 if (dead_leaves and photos) else (1.0 if dead_leaves else 0.0)
     generator_seed = seed + (_VAL_SEED_OFFSET if held_out else 0)
     generator = synthetic.SyntheticDefocusSource(
-        size, photos=photos or None, dead_leaves_fraction=fraction, seed=generator_seed
+        size, photos=photos or None, dead_leaves_fraction=fraction, seed=generator_seed,
+        config=config,
     )
 
     def generate(index: int) -> dict:
@@ -527,6 +531,7 @@ def resolve_data(
     bit_depth: int = 8,
     cache: bool = False,
     seed: int = 0,
+    synthetic_options: Sequence[str] = (),
 ) -> DataSources:
     """Training and validation sources for a ``--data`` value.
 
@@ -540,6 +545,9 @@ def resolve_data(
 
     ``val_spec`` overrides validation ("none" disables it; otherwise a DPDD root (its
     val split) or a folder pair). ``val_images`` keeps the first N validation items.
+    ``synthetic_options`` ("NAME=VALUE" fields of the renderer's SyntheticConfig) change
+    the synthetic training pairs only; validation scenes keep the defaults, so runs
+    with different options stay comparable.
     """
     spec = spec.strip()
     if not spec:
@@ -551,10 +559,15 @@ def resolve_data(
         if crop is None:
             raise ValueError("Synthetic data needs a crop size (--crop).")
         kinds = spec.split(":", 1)[1].split(",") if ":" in spec else list(SYNTHETIC_KINDS)
-        train = make_synthetic_source(kinds, crop, seed=seed)
+        from kpac_tf.data.synthetic import synthetic_config_from_overrides
+
+        config = synthetic_config_from_overrides(synthetic_options)
+        train = make_synthetic_source(kinds, crop, seed=seed, config=config)
         if val_spec is None:
             val = make_synthetic_source(kinds, val_crop or crop, seed=seed, held_out=True,
                                         num_items=val_images or 16)
+    elif synthetic_options:
+        raise ValueError("--synthetic_options apply to --data=synthetic only.")
     elif dpdd.is_dpdd_root(spec):
         train = FilePairSource(dpdd.list_dpdd(spec, "train", dual_pixel=dual_pixel),
                                cache=cache, cache_bits=bit_depth)

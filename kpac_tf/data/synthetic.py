@@ -53,6 +53,7 @@ from kpac_tf import io as kio
 __all__ = [
     "SKIMAGE_TRAIN_SAMPLES",
     "SKIMAGE_HELDOUT_SAMPLES",
+    "synthetic_config_from_overrides",
     "SyntheticConfig",
     "DefocusPair",
     "SyntheticDefocusSource",
@@ -137,6 +138,11 @@ class SyntheticConfig:
       depth_models: depth generators used for photos ("layers", "smooth",
         "slant"); photos with a real depth map (stereo_motorcycle) use it.
       dead_leaves_layers: (low, high) number of depth planes of dead-leaves scenes.
+      sharp_probability: share of pairs rendered with no defocus at all (only the
+        noise differs), which teaches a network to leave in-focus texture alone.
+      photo_scale: (low, high) magnification of photo crops (< 1 zooms out: finer
+        texture; > 1 zooms in: softer detail), resampled before defocus; whole-photo
+        renders ("full") are never rescaled.
     """
 
     max_radius: tuple[float, float] = (1.0, 12.0)
@@ -149,10 +155,12 @@ class SyntheticConfig:
     noise_sigma: tuple[float, float] = (0.0, 0.01)
     depth_models: tuple[str, ...] = ("layers", "smooth", "slant")
     dead_leaves_layers: tuple[int, int] = (3, 8)
+    sharp_probability: float = 0.0
+    photo_scale: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self):
         for name in ("max_radius", "gaussian_mix", "highlight_gain", "noise_sigma",
-                     "dead_leaves_layers"):
+                     "dead_leaves_layers", "photo_scale"):
             low, high = getattr(self, name)
             if not low <= high:
                 raise ValueError(f"SyntheticConfig.{name} must be (low, high) with low <= high.")
@@ -162,9 +170,52 @@ class SyntheticConfig:
             raise ValueError("SyntheticConfig.max_layers must be at least 4.")
         if self.radius_step <= 0:
             raise ValueError("SyntheticConfig.radius_step must be positive.")
+        if not 0.0 <= self.in_focus_probability <= 1.0 or not 0.0 <= self.sharp_probability <= 1.0:
+            raise ValueError("SyntheticConfig probabilities must be in [0, 1].")
+        if self.photo_scale[0] <= 0:
+            raise ValueError("SyntheticConfig.photo_scale must be positive.")
         unknown = set(self.depth_models) - {"layers", "smooth", "slant"}
         if unknown or not self.depth_models:
             raise ValueError(f"SyntheticConfig.depth_models: unknown {sorted(unknown)}.")
+
+
+def synthetic_config_from_overrides(overrides: Sequence[str]) -> SyntheticConfig:
+    """A :class:`SyntheticConfig` with some fields overridden by "name=value" strings.
+
+    Ranges are written "low:high" (e.g. ``photo_scale=0.6:1.4``), a single number
+    for a range means (value, value); ``depth_models`` takes names joined by ":".
+    Raises ValueError, naming the valid fields, for an unknown or malformed item.
+    """
+    fields = {field.name: field for field in dataclasses.fields(SyntheticConfig)}
+    defaults = SyntheticConfig()
+    values = {}
+    for item in overrides:
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, text = (part.strip() for part in item.partition("="))
+        if not sep or name not in fields:
+            raise ValueError(f"Synthetic option {item!r} is not NAME=VALUE with NAME one of "
+                             f"{', '.join(fields)}.")
+        default = getattr(defaults, name)
+        try:
+            if name == "depth_models":
+                values[name] = tuple(part.strip() for part in text.split(":") if part.strip())
+            elif isinstance(default, tuple):
+                kind = type(default[0])
+                parts = [kind(float(part)) if kind is int else kind(part) for part in text.split(":")]
+                if len(parts) == 1:
+                    parts = parts * 2
+                if len(parts) != 2:
+                    raise ValueError
+                values[name] = tuple(parts)
+            else:
+                number = float(text)
+                values[name] = int(number) if isinstance(default, int) else number
+        except ValueError:
+            raise ValueError(f"Synthetic option {item!r}: cannot read {text!r} as "
+                             f"{'LOW:HIGH' if isinstance(default, tuple) else 'a number'}.") from None
+    return dataclasses.replace(defaults, **values)
 
 
 @dataclasses.dataclass
@@ -679,6 +730,28 @@ def _random_window(image: np.ndarray, depth: Optional[np.ndarray], height: int, 
     return image, depth
 
 
+def _scaled_window(image: np.ndarray, depth: Optional[np.ndarray], height: int, width: int,
+                   photo_scale: tuple[float, float], rng: np.random.Generator):
+    """A random window magnified by a factor drawn from ``photo_scale``, resampled to
+    height x width (anti-aliased when shrinking; depth bilinear)."""
+    if tuple(photo_scale) == (1.0, 1.0):  # no draw: the default stream is unchanged
+        return _random_window(image, depth, height, width, rng)
+    from skimage.transform import resize
+
+    magnification = float(rng.uniform(*photo_scale))
+    source_h = max(1, int(round(height / magnification)))
+    source_w = max(1, int(round(width / magnification)))
+    image, depth = _random_window(image, depth, source_h, source_w, rng)
+    if (source_h, source_w) != (height, width):
+        image = resize(image, (height, width, 3), order=1, anti_aliasing=magnification < 1.0,
+                       preserve_range=True).astype(np.float32)
+        image = np.clip(image, 0.0, 1.0)
+        if depth is not None:
+            depth = resize(depth, (height, width), order=1, anti_aliasing=False,
+                           preserve_range=True).astype(np.float32)
+    return image, depth
+
+
 def _augment(image: np.ndarray, depth: Optional[np.ndarray], rng: np.random.Generator):
     """Random horizontal flip (depth follows). Vertical flips would put skies below."""
     if rng.random() < 0.5:
@@ -775,12 +848,16 @@ class SyntheticDefocusSource:
     # -- sampling helpers --------------------------------------------------- #
     def _common(self, rng: np.random.Generator) -> dict:
         c = self.config
-        return {
+        params = {
             "max_radius": float(rng.uniform(*c.max_radius)),
             "gaussian_mix": float(rng.uniform(*c.gaussian_mix)),
             "highlight_gain": float(rng.uniform(*c.highlight_gain)),
             "noise_sigma": float(rng.uniform(*c.noise_sigma)),
         }
+        # Drawn only when enabled, so the default stream stays what it always was.
+        if c.sharp_probability > 0.0 and rng.random() < c.sharp_probability:
+            params["max_radius"] = 0.0
+        return params
 
     def _focus(self, rng: np.random.Generator, depth: np.ndarray) -> float:
         if rng.random() < self.config.in_focus_probability:
@@ -804,7 +881,8 @@ class SyntheticDefocusSource:
             image = np.pad(image, pads + ((0, 0),), mode="symmetric")
             depth = None if depth is None else np.pad(depth, pads, mode="symmetric")
         else:
-            image, depth = _random_window(image, depth, height + 2 * my, width + 2 * mx, rng)
+            image, depth = _scaled_window(image, depth, height + 2 * my, width + 2 * mx,
+                                          self.config.photo_scale, rng)
             image, depth = _augment(image, depth, rng)
         model = "real"
         if depth is None:
