@@ -11,6 +11,8 @@
    the x8 flip/rotation self-ensemble of ``--ensemble`` unless --noensemble_rows).
 3. Writes a Markdown table with the protocol to --report, and a second table of the
    mean PSNR gain per source photograph (where each method helps and where it hurts).
+4. In-focus check (unless --noin_focus_rows): each KPAC weights on the same photos
+   rendered with no defocus, i.e. how much a network degrades photos already sharp.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ flags.DEFINE_list("weights", ["kpac-3level"], "KPAC weights to score (presets or
 flags.DEFINE_list("baselines", ["identity", "wiener", "rl", "two_step"], "Baselines to score.")
 flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Protocol bit depth.")
 flags.DEFINE_boolean("ensemble_rows", True, "Also score each KPAC weights with the x8 self-ensemble.")
+flags.DEFINE_boolean("in_focus_rows", True, "Also score each KPAC weights on the held-out photos "
+                     "rendered with no defocus (does the network leave sharp photos alone?).")
 flags.DEFINE_boolean("reuse_baselines", False, "Reuse baseline results already in --results_dir.")
 
 LABELS = {
@@ -42,13 +46,16 @@ LABELS = {
 }
 
 
-def make_benchmark(root: Path) -> None:
-    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES, write_dpdd_layout
+def make_benchmark(root: Path, count: int, in_focus: bool = False) -> None:
+    """Writes the benchmark once; ``in_focus``: no defocus at all (only the noise)."""
+    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES, SyntheticConfig, write_dpdd_layout
 
     if (root / "test_c" / "synthetic.json").exists():
         return
-    write_dpdd_layout(root, FLAGS.count, "test", photos="skimage-heldout", seed=FLAGS.seed, bit_depth=16)
-    print(f"wrote {FLAGS.count} pairs from {', '.join(SKIMAGE_HELDOUT_SAMPLES)} into {root}")
+    config = SyntheticConfig(sharp_probability=1.0) if in_focus else None
+    write_dpdd_layout(root, count, "test", photos="skimage-heldout", seed=FLAGS.seed, bit_depth=16,
+                      config=config)
+    print(f"wrote {count} pairs from {', '.join(SKIMAGE_HELDOUT_SAMPLES)} into {root}")
 
 
 def evaluate(method_flags: list[str], name: str, root: Path, reuse: bool = False) -> dict:
@@ -94,10 +101,32 @@ def per_photo_gains(root: Path, rows: list) -> list[str]:
     return lines
 
 
+def in_focus_section(root: Path) -> list[str]:
+    """Markdown lines: KPAC on the held-out photos with no defocus (only the noise)."""
+    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES
+
+    sharp_root = root.with_name(root.name + "_in_focus")
+    make_benchmark(sharp_root, len(SKIMAGE_HELDOUT_SAMPLES), in_focus=True)
+    rows = [(LABELS["identity"], evaluate(["--baseline=identity"], "in_focus_identity", sharp_root,
+                                          FLAGS.reuse_baselines))]
+    for weights in FLAGS.weights:
+        name = Path(weights).name.replace(".weights.npz", "")
+        rows.append((f"KPAC ({weights})", evaluate([f"--weights={weights}"], f"in_focus_kpac_{name}",
+                                                   sharp_root)))
+    return [
+        "In-focus check: each held-out photograph rendered with no defocus at all (the input is "
+        "the sharp photo plus the renderer's noise). A network that leaves sharp content alone "
+        f"stays near the input (mean input PSNR {rows[0][1]['means']['all']['psnr']['mean']:.2f} dB). "
+        "PSNR change against the input (dB), per photograph:",
+        "",
+        *per_photo_gains(sharp_root, rows),
+    ]
+
+
 def main(argv):
     del argv
     root = Path(FLAGS.benchmark_dir)
-    make_benchmark(root)
+    make_benchmark(root, FLAGS.count)
     rows = []
     for baseline in FLAGS.baselines:
         rows.append((LABELS.get(baseline, baseline), evaluate([f"--baseline={baseline}"], baseline, root, FLAGS.reuse_baselines)))
@@ -135,6 +164,7 @@ def main(argv):
         "",
         *per_photo_gains(root, rows),
         "",
+        *(in_focus_section(root) + [""] if FLAGS.in_focus_rows else []),
         "LPIPS: " + ("not computed (no LPIPS backbone weights file on this machine; see the README)"
                      if rows[0][1]["lpips_skipped"] else "computed, AlexNet v0.1") + ".",
         "",
