@@ -321,3 +321,21 @@ def test_photo_scale_zooms_photo_crops(tmp_path):
     full = syn.SyntheticDefocusSource(64, photos="skimage:coins", seed=2,
                                       config=syn.SyntheticConfig(photo_scale=(0.5, 0.5)))
     assert full.pair(0, size="full", dead_leaves=False).sharp.shape == (303, 384, 3)  # not rescaled
+
+
+def test_base_blur_softens_target_and_input_alike():
+    def pairs(sigma: float):
+        config = syn.SyntheticConfig(sharp_probability=1.0, noise_sigma=(0.0, 0.0),
+                                     base_blur=(sigma, sigma))
+        source = syn.SyntheticDefocusSource(64, photos="skimage:astronaut", seed=4, config=config)
+        return [source.pair(i, dead_leaves=(i % 2 == 0)) for i in range(4)]
+
+    def detail(image):
+        return float(np.abs(np.diff(image, axis=1)).mean())
+
+    for crisp, soft in zip(pairs(0.0), pairs(1.5)):
+        assert soft.info["base_blur"] == 1.5 and crisp.info["base_blur"] == 0.0
+        np.testing.assert_allclose(soft.blurred, soft.sharp, atol=2e-3)  # in focus: same softness
+        assert detail(soft.sharp) < 0.8 * detail(crisp.sharp)
+    with pytest.raises(ValueError, match="non-negative"):
+        syn.SyntheticConfig(base_blur=(-1.0, 1.0))

@@ -143,6 +143,10 @@ class SyntheticConfig:
       photo_scale: (low, high) magnification of photo crops (< 1 zooms out: finer
         texture; > 1 zooms in: softer detail), resampled before defocus; whole-photo
         renders ("full") are never rescaled.
+      base_blur: (low, high) Gaussian sigma, pixels, of the camera's own in-focus
+        softness, applied in linear light to the whole scene before defocus, so the
+        sharp target and the in-focus parts of the input share it: a network then
+        learns to remove defocus, not to sharpen every soft edge. (0, 0): none.
     """
 
     max_radius: tuple[float, float] = (1.0, 12.0)
@@ -157,14 +161,15 @@ class SyntheticConfig:
     dead_leaves_layers: tuple[int, int] = (3, 8)
     sharp_probability: float = 0.0
     photo_scale: tuple[float, float] = (1.0, 1.0)
+    base_blur: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
         for name in ("max_radius", "gaussian_mix", "highlight_gain", "noise_sigma",
-                     "dead_leaves_layers", "photo_scale"):
+                     "dead_leaves_layers", "photo_scale", "base_blur"):
             low, high = getattr(self, name)
             if not low <= high:
                 raise ValueError(f"SyntheticConfig.{name} must be (low, high) with low <= high.")
-        if self.max_radius[0] < 0 or self.noise_sigma[0] < 0:
+        if self.max_radius[0] < 0 or self.noise_sigma[0] < 0 or self.base_blur[0] < 0:
             raise ValueError("SyntheticConfig radii and noise must be non-negative.")
         if self.max_layers < 4:
             raise ValueError("SyntheticConfig.max_layers must be at least 4.")
@@ -534,6 +539,15 @@ def render_defocus(sharp: np.ndarray, depth: np.ndarray, *, focus: float, max_ra
                                **kwargs).blurred
 
 
+def _soften(image: np.ndarray, sigma: float, channel_axis: int) -> np.ndarray:
+    """Gaussian blur of every channel (sigma in pixels), float32, edges reflected."""
+    from scipy import ndimage
+
+    sigmas = [sigma] * image.ndim
+    sigmas[channel_axis] = 0.0
+    return ndimage.gaussian_filter(np.asarray(image, np.float32), sigmas, mode="reflect")
+
+
 def _add_noise(image: np.ndarray, sigma: float, rng: Optional[np.random.Generator]
                ) -> np.ndarray:
     image = np.ascontiguousarray(image, np.float32)
@@ -859,6 +873,11 @@ class SyntheticDefocusSource:
             params["max_radius"] = 0.0
         return params
 
+    def _base_blur(self, rng: np.random.Generator) -> float:
+        """Sigma of this pair's in-focus softness (drawn only when enabled)."""
+        low, high = self.config.base_blur
+        return float(rng.uniform(low, high)) if high > 0.0 else 0.0
+
     def _focus(self, rng: np.random.Generator, depth: np.ndarray) -> float:
         if rng.random() < self.config.in_focus_probability:
             y = int(rng.integers(depth.shape[0]))
@@ -884,6 +903,9 @@ class SyntheticDefocusSource:
             image, depth = _scaled_window(image, depth, height + 2 * my, width + 2 * mx,
                                           self.config.photo_scale, rng)
             image, depth = _augment(image, depth, rng)
+        softness = self._base_blur(rng)
+        if softness > 0.0:
+            image = linear_to_srgb(_soften(srgb_to_linear(image), softness, channel_axis=2))
         model = "real"
         if depth is None:
             depth, model = random_depth(image.shape[0], image.shape[1], rng,
@@ -894,7 +916,8 @@ class SyntheticDefocusSource:
             margin=margin, radius_step=self.config.radius_step,
             max_layers=self.config.max_layers,
             highlight_threshold=self.config.highlight_threshold, rng=rng, **params)
-        pair.info.update(source=os.path.basename(photo.name), depth_model=model)
+        pair.info.update(source=os.path.basename(photo.name), depth_model=model,
+                         base_blur=softness)
         return pair
 
     def _dead_leaves_pair(self, rng: np.random.Generator, size) -> DefocusPair:
@@ -923,13 +946,17 @@ class SyntheticDefocusSource:
         radii = [float(abs(d - focus) * scale) for d in depths]
         rgba = scene.rgba
         blurred_lin, sharp_lin = render_layers(rgba, radii, params["gaussian_mix"])
+        softness = self._base_blur(rng)
+        if softness > 0.0:  # the camera's softness acts on the final image, focused or not
+            blurred_lin = _soften(blurred_lin, softness, channel_axis=0)
+            sharp_lin = _soften(sharp_lin, softness, channel_axis=0)
         crop = (slice(my, my + height), slice(mx, mx + width))
         blurred = linear_to_srgb(blurred_lin[(slice(None),) + crop].transpose(1, 2, 0))
         sharp = linear_to_srgb(sharp_lin[(slice(None),) + crop].transpose(1, 2, 0))
         radius = np.asarray(radii, np.float32)[scene.visible_layer()[crop]]
         blurred = _add_noise(blurred, params["noise_sigma"], rng)
         info = {"source": "dead_leaves", "depth_model": "dead_leaves", "focus": focus,
-                "layers": num_layers, **params}
+                "layers": num_layers, "base_blur": softness, **params}
         return DefocusPair(blurred=blurred, sharp=np.ascontiguousarray(sharp), radius=radius,
                            mean_radius=float(radius.mean()), info=info)
 
