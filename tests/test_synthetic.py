@@ -339,3 +339,42 @@ def test_base_blur_softens_target_and_input_alike():
         assert detail(soft.sharp) < 0.8 * detail(crisp.sharp)
     with pytest.raises(ValueError, match="non-negative"):
         syn.SyntheticConfig(base_blur=(-1.0, 1.0))
+
+
+def test_jitter_colour_keeps_range_edges_and_gray():
+    rng = np.random.default_rng(0)
+    image = syn.SyntheticDefocusSource(64, photos="skimage:astronaut", seed=1).pair(
+        0, dead_leaves=False).sharp
+    gray = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2)
+    for _ in range(8):
+        out = syn.jitter_colour(image, rng)
+        assert out.shape == image.shape and out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        # A monotone tone curve of a recoloured image: edges stay where they were.
+        edges = np.abs(np.diff(image.mean(axis=2), axis=1)) > 0.1
+        moved = np.abs(np.diff(out.mean(axis=2), axis=1))
+        assert moved[edges].mean() > 2 * moved[~edges].mean()
+        g = syn.jitter_colour(gray, rng)
+        np.testing.assert_allclose(g[..., 0], g[..., 1], atol=1e-6)
+        np.testing.assert_allclose(g[..., 0], g[..., 2], atol=1e-6)
+    assert not np.allclose(syn.jitter_colour(image, rng), image, atol=0.02)
+
+
+def test_photo_colour_recolours_photo_crops_only():
+    def first_pairs(share: float):
+        config = syn.SyntheticConfig(photo_colour=share, sharp_probability=1.0,
+                                     noise_sigma=(0.0, 0.0))
+        source = syn.SyntheticDefocusSource(48, photos="skimage:astronaut", seed=3, config=config)
+        return source.pair(0, dead_leaves=False), source.pair(1, dead_leaves=True)
+
+    (plain, leaves), (jittered, leaves_on) = first_pairs(0.0), first_pairs(1.0)
+    np.testing.assert_array_equal(leaves.sharp, leaves_on.sharp)  # dead leaves untouched
+    assert np.abs(plain.sharp - jittered.sharp).mean() > 0.02
+    np.testing.assert_allclose(jittered.blurred, jittered.sharp, atol=2e-3)  # shared by both
+    default = syn.SyntheticDefocusSource(48, photos="skimage:astronaut", seed=3).pair(2)
+    explicit = syn.SyntheticDefocusSource(48, photos="skimage:astronaut", seed=3,
+                                          config=syn.SyntheticConfig(photo_colour=0.0)).pair(2)
+    np.testing.assert_array_equal(default.blurred, explicit.blurred)
+    assert syn.synthetic_config_from_overrides(["photo_colour=0.8"]).photo_colour == 0.8
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        syn.SyntheticConfig(photo_colour=1.5)

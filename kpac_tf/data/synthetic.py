@@ -60,6 +60,7 @@ __all__ = [
     "disc_psf",
     "srgb_to_linear",
     "linear_to_srgb",
+    "jitter_colour",
     "radius_from_depth",
     "render_defocus",
     "render_defocus_pair",
@@ -147,6 +148,9 @@ class SyntheticConfig:
         softness, applied in linear light to the whole scene before defocus, so the
         sharp target and the in-focus parts of the input share it: a network then
         learns to remove defocus, not to sharpen every soft edge. (0, 0): none.
+      photo_colour: share of photo crops whose colours are jittered before defocus
+        (see :func:`jitter_colour`), so a few training photos stand for more
+        palettes and tones; target and input share the jitter. 0: never.
     """
 
     max_radius: tuple[float, float] = (1.0, 12.0)
@@ -162,6 +166,7 @@ class SyntheticConfig:
     sharp_probability: float = 0.0
     photo_scale: tuple[float, float] = (1.0, 1.0)
     base_blur: tuple[float, float] = (0.0, 0.0)
+    photo_colour: float = 0.0
 
     def __post_init__(self):
         for name in ("max_radius", "gaussian_mix", "highlight_gain", "noise_sigma",
@@ -175,7 +180,8 @@ class SyntheticConfig:
             raise ValueError("SyntheticConfig.max_layers must be at least 4.")
         if self.radius_step <= 0:
             raise ValueError("SyntheticConfig.radius_step must be positive.")
-        if not 0.0 <= self.in_focus_probability <= 1.0 or not 0.0 <= self.sharp_probability <= 1.0:
+        if not all(0.0 <= p <= 1.0 for p in (self.in_focus_probability, self.sharp_probability,
+                                             self.photo_colour)):
             raise ValueError("SyntheticConfig probabilities must be in [0, 1].")
         if self.photo_scale[0] <= 0:
             raise ValueError("SyntheticConfig.photo_scale must be positive.")
@@ -766,6 +772,24 @@ def _scaled_window(image: np.ndarray, depth: Optional[np.ndarray], height: int, 
     return image, depth
 
 
+#: Rec. 709 luma weights, for desaturating toward gray.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def jitter_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random recolouring of an sRGB HWC image in [0, 1] (float32 in [0, 1] out).
+
+    Shuffles the channels, scales the saturation by a factor in [0, 1.5] (0: gray;
+    gray images stay gray) and applies a tone curve x ** g with g in [2/3, 3/2].
+    Edges stay where they are, so the defocus rendered from the result is as valid
+    as from the original.
+    """
+    image = np.asarray(image, np.float32)[..., rng.permutation(3)]
+    gray = (image @ _LUMA)[..., None]
+    image = np.clip(gray + np.float32(rng.uniform(0.0, 1.5)) * (image - gray), 0.0, 1.0)
+    return (image ** np.float32(np.exp(rng.uniform(np.log(2 / 3), np.log(1.5))))).astype(np.float32)
+
+
 def _augment(image: np.ndarray, depth: Optional[np.ndarray], rng: np.random.Generator):
     """Random horizontal flip (depth follows). Vertical flips would put skies below."""
     if rng.random() < 0.5:
@@ -903,6 +927,9 @@ class SyntheticDefocusSource:
             image, depth = _scaled_window(image, depth, height + 2 * my, width + 2 * mx,
                                           self.config.photo_scale, rng)
             image, depth = _augment(image, depth, rng)
+            # Drawn only when enabled, so the default stream stays what it always was.
+            if self.config.photo_colour > 0.0 and rng.random() < self.config.photo_colour:
+                image = jitter_colour(image, rng)
         softness = self._base_blur(rng)
         if softness > 0.0:
             image = linear_to_srgb(_soften(srgb_to_linear(image), softness, channel_axis=2))
