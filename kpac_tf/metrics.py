@@ -134,6 +134,20 @@ def psnr(pred: np.ndarray, target: np.ndarray, *, bit_depth: int | None = 8) -> 
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
+def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, *,
+                bit_depth: int | None = 8) -> float:
+    """PSNR in dB over the pixels where ``mask`` (HxW bool) is set, all channels; NaN for
+    an empty mask, ``inf`` when those pixels are identical."""
+    pred, target = _check_pair(pred, target)
+    mask = np.asarray(mask, bool)
+    if mask.shape != pred.shape[:2]:
+        raise ValueError(f"The mask {mask.shape} does not match the images {pred.shape[:2]}.")
+    if not mask.any():
+        return math.nan
+    mse = _mse(prepare(pred, bit_depth)[mask], prepare(target, bit_depth)[mask])
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
 def ssim(pred: np.ndarray, target: np.ndarray, *, bit_depth: int | None = 8) -> float:
     """Mean SSIM of HWC float images in [0,1], scikit-image defaults, data_range=1."""
     pred, target = _check_pair(pred, target)

@@ -67,6 +67,8 @@ LR_SCHEDULES = ("constant", "cosine")
 WEIGHTS_NAME = "model.weights.npz"
 RECORD_NAME = "train_record.json"
 _MAX_PSNR = 100.0
+#: Pixels whose oracle blur radius is below this (pixels) count as in focus.
+INFOCUS_RADIUS = 1.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -87,6 +89,10 @@ class TrainConfig:
         (decays to 0 at ``steps``).
     beta_1, beta_2, epsilon: Adam (paper: 0.9, 0.99; epsilon as TF1's Adam).
     perceptual_weight: weight of the VGG19 block4_conv4 loss (paper stage 2: 7e-4).
+    infocus_weight: weight in the MAE of pixels already in focus (oracle blur radius
+        below ``INFOCUS_RADIUS`` px) when the data carries radius maps (synthetic
+        and pooled pairs); other pixels weigh 1. Above 1 it penalises changing
+        in-focus content; 1 is the paper's plain MAE.
     perceptual_distance: "squared" or "absolute" feature distance.
     vgg19_weights: "imagenet" (download), a local notop .h5 path, or None (random;
         tests only).
@@ -106,6 +112,7 @@ class TrainConfig:
     beta_2: float = 0.99
     epsilon: float = 1e-8
     perceptual_weight: float = 0.0
+    infocus_weight: float = 1.0
     perceptual_distance: str = "squared"
     vgg19_weights: str | None = "imagenet"
     checkpoint_every: int = 1000
@@ -129,6 +136,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.")
         if self.perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
+        if self.infocus_weight <= 0:
+            raise ValueError(f"infocus_weight must be positive, got {self.infocus_weight}.")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}.")
         if self.steps_per_loop < 1:
@@ -183,8 +192,10 @@ class KPACTrainer(keras.Model):
         network: the KPAC Keras model (images [0,1] NHWC in and out).
         perceptual: a :class:`kpac_tf.losses.PerceptualLoss`, or None for MAE only.
         perceptual_weight: its weight in the total loss.
+        infocus_weight: MAE weight of in-focus pixels (radius < ``INFOCUS_RADIUS``)
+            for batches that carry radius maps.
 
-    ``train_step((inputs, target))`` returns the global-batch mean losses *of this
+    ``train_step((inputs, target[, radius]))`` returns the global-batch mean losses *of this
     replica's share*: summed over replicas (``strategy.reduce(SUM)``) they give the
     global mean. ``test_step((inputs, target[, weight]))`` returns weighted sums
     (``psnr_sum`` of the clipped output, ``input_psnr_sum`` of the blurred input,
@@ -192,20 +203,27 @@ class KPACTrainer(keras.Model):
     """
 
     def __init__(self, network: keras.Model, perceptual: klosses.PerceptualLoss | None = None,
-                 perceptual_weight: float = 0.0, **kwargs):
+                 perceptual_weight: float = 0.0, infocus_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if perceptual_weight > 0 and perceptual is None:
             raise ValueError("A positive perceptual weight needs a PerceptualLoss.")
         self.network = network
         self.perceptual = perceptual
         self.perceptual_weight = float(perceptual_weight)
+        self.infocus_weight = float(infocus_weight)
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
 
-    def per_example_losses(self, target: tf.Tensor, output: tf.Tensor) -> dict[str, tf.Tensor]:
-        """{"mae", "perceptual", "total"}: [N] float32 each."""
-        mae = klosses.mae(target, output)
+    def per_example_losses(self, target: tf.Tensor, output: tf.Tensor,
+                           radius: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """{"mae", "perceptual", "total"}: [N] float32 each. With ``radius`` [N,H,W,1]
+        (pixels), the MAE weighs in-focus pixels by ``infocus_weight``."""
+        if radius is None or self.infocus_weight == 1.0:
+            mae = klosses.mae(target, output)
+        else:
+            weight = tf.where(radius < INFOCUS_RADIUS, self.infocus_weight, 1.0)
+            mae = tf.reduce_mean(weight * tf.abs(target - output), axis=[1, 2, 3])
         if self.perceptual is not None and self.perceptual_weight > 0:
             perceptual = self.perceptual(target, output)
         else:
@@ -213,11 +231,12 @@ class KPACTrainer(keras.Model):
         return {"mae": mae, "perceptual": perceptual, "total": mae + self.perceptual_weight * perceptual}
 
     def train_step(self, data):
-        inputs, target = data
+        inputs, target = data[0], data[1]
+        radius = data[2] if len(data) > 2 else None
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
             output = tf.cast(self.network(inputs, training=True), tf.float32)
-            per_example = self.per_example_losses(target, output)
+            per_example = self.per_example_losses(target, output, radius)
             loss = tf.nn.compute_average_loss(per_example["total"])
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
@@ -519,7 +538,7 @@ def train(
         perceptual = None
         if config.perceptual_weight > 0:
             perceptual = klosses.PerceptualLoss(config.vgg19_weights, config.perceptual_distance)
-        trainer = KPACTrainer(network, perceptual, config.perceptual_weight)
+        trainer = KPACTrainer(network, perceptual, config.perceptual_weight, config.infocus_weight)
         loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
         optimizer = make_optimizer(config, loss_scaling)
         trainer.compile(optimizer=optimizer, jit_compile=False)
@@ -684,7 +703,8 @@ def _preview_batch(data: TrainData):
                                           per_replica_batch=1)
         inputs, target, _ = next(iter(dataset))
     else:
-        inputs, target = next(iter(kpipe.make_train_dataset(data.train, data.pipeline, per_replica_batch=1)))
+        batch = next(iter(kpipe.make_train_dataset(data.train, data.pipeline, per_replica_batch=1)))
+        inputs, target = batch[0], batch[1]
     return inputs, target
 
 

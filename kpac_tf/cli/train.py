@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from kpac_tf.cli import common_flags  # noqa: F401  (--preset, --bit_depth, shared with the other commands)
 
@@ -41,7 +41,8 @@ flags.DEFINE_enum("block_type", None, ["kpac", "resblock"], "Override: block typ
 flags.DEFINE_string(
     "data", None,
     "Training data: a DPDD folder, SOURCE_DIR,TARGET_DIR, a folder with source/ and target/, "
-    "or synthetic[:deadleaves,skimage,PHOTO_FOLDER].",
+    "synthetic[:deadleaves,skimage,photos=DIR,PHOTO_FOLDER], or pool:DIR (pre-rendered pairs, "
+    "experiments/render_pool.py).",
 )
 flags.DEFINE_string("val_data", None, "Validation data (DPDD folder or folder pair), or 'none'; "
                     "default: DPDD's val split, or held-out synthetic scenes.")
@@ -64,6 +65,8 @@ flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"], "Learning-r
 flags.DEFINE_float("beta1", 0.9, "Adam beta_1.")
 flags.DEFINE_float("beta2", 0.99, "Adam beta_2.")
 flags.DEFINE_float("perceptual_weight", 0.0, "Weight of the VGG19 conv4_4 loss (paper stage 2: 7e-4).")
+flags.DEFINE_float("infocus_weight", 1.0, "MAE weight of pixels already in focus (oracle radius < 1 px; "
+                   "synthetic and pool data only); 1: the paper's plain MAE.")
 flags.DEFINE_enum("perceptual_distance", "squared", ["squared", "absolute"], "Feature distance.")
 flags.DEFINE_string("vgg19_weights", None, "Local VGG19 'notop' .h5 weights (default: download).")
 flags.DEFINE_string("init_from", None, "Initial weights (own file, authors' npz or preset) for a "
@@ -86,8 +89,9 @@ flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
-flags.DEFINE_boolean("mixed_precision", False, "Mixed precision: mixed_float16 on a GPU, mixed_bfloat16 "
-                     "on a TPU or a CPU (fast on CPUs with AVX512-BF16 or AMX); weights stay float32.")
+flags.DEFINE_boolean("mixed_precision", None, "Mixed precision: mixed_float16 on a GPU, mixed_bfloat16 "
+                     "on a TPU or a CPU; weights stay float32. Default: on where it is fast (a GPU, a "
+                     "TPU, or a CPU with AMX-BF16 or AVX512-BF16), off elsewhere.")
 
 # Test hook.
 flags.DEFINE_integer("debug_nan_at_step", None, "Testing: make the inputs of this step NaN.")
@@ -148,6 +152,16 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _auto_mixed_precision(tf) -> tuple[bool, str]:
+    """(use mixed precision, why) when --mixed_precision is not given."""
+    from kpac_tf import cpu
+
+    if FLAGS.strategy == "tpu" or tf.config.list_physical_devices("GPU"):
+        return True, "automatic: an accelerator"
+    fast, reason = cpu.fast_bfloat16()
+    return fast, f"automatic: {reason}"
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}; every option is a --flag.")
@@ -165,9 +179,13 @@ def main(argv):
     strategy = training.make_strategy(FLAGS.strategy, FLAGS.tpu)
     import keras
 
-    if FLAGS.mixed_precision:
+    mixed, why = FLAGS.mixed_precision, "--mixed_precision"
+    if mixed is None:
+        mixed, why = _auto_mixed_precision(tf)
+    if mixed:
         policy = training.mixed_precision_policy(FLAGS.strategy)
         keras.mixed_precision.set_global_policy(policy)
+    logging.info("Precision: %s (%s).", keras.mixed_precision.global_policy().name, why)
 
     try:
         config = _model_config()
@@ -176,6 +194,7 @@ def main(argv):
             FLAGS.data, crop=FLAGS.crop or None, val_spec=FLAGS.val_data, val_crop=FLAGS.val_crop or None,
             val_images=FLAGS.val_images or None, dual_pixel=config.dual_pixel, bit_depth=bit_depth,
             cache=FLAGS.cache, seed=FLAGS.data_seed, synthetic_options=FLAGS.synthetic_options,
+            with_radius=FLAGS.infocus_weight != 1.0,
         )
         data = training.TrainData(
             train=sources.train,
@@ -191,7 +210,7 @@ def main(argv):
             steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.lr,
             lr_schedule=FLAGS.lr_schedule, beta_1=FLAGS.beta1, beta_2=FLAGS.beta2,
             perceptual_weight=FLAGS.perceptual_weight, perceptual_distance=FLAGS.perceptual_distance,
-            vgg19_weights=FLAGS.vgg19_weights or "imagenet", checkpoint_every=FLAGS.checkpoint_every,
+            infocus_weight=FLAGS.infocus_weight, vgg19_weights=FLAGS.vgg19_weights or "imagenet", checkpoint_every=FLAGS.checkpoint_every,
             keep_checkpoints=FLAGS.keep_checkpoints, summary_every=FLAGS.summary_every,
             image_summary_every=FLAGS.image_summary_every, eval_every=FLAGS.eval_every,
             steps_per_loop=FLAGS.steps_per_loop, val_batch_size=FLAGS.val_batch_size,
@@ -209,6 +228,7 @@ def main(argv):
         "flags": {**{f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])},
                   "preset": FLAGS.preset or DEFAULT_PRESET, "bit_depth": FLAGS.bit_depth},
         "dtype_policy": keras.mixed_precision.global_policy().name,
+        "precision_reason": why,
     }
     started = time.time()
     try:

@@ -49,6 +49,7 @@ __all__ = [
     "make_train_dataset",
     "make_synthetic_source",
     "resolve_data",
+    "synthetic_photos",
     "sample_index",
     "to_float",
 ]
@@ -72,11 +73,16 @@ class PairSource(abc.ABC):
 
     num_items: int | None = None
     dual_pixel: bool = False
+    #: samples also carry "radius": the oracle blur radius, float32 HxWx1 in pixels
+    #: (synthetic and pooled pairs), which the training loss uses to weight in-focus
+    #: pixels.
+    with_radius: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """Image keys of a sample, inputs first, "target" last."""
-        return (augment.DUAL_PIXEL_KEYS if self.dual_pixel else augment.INPUT_KEYS) + ("target",)
+        """Image keys of a sample: inputs first, then "target" (then "radius" if any)."""
+        inputs = augment.DUAL_PIXEL_KEYS if self.dual_pixel else augment.INPUT_KEYS
+        return inputs + ("target",) + (("radius",) if self.with_radius else ())
 
     @abc.abstractmethod
     def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -205,8 +211,9 @@ class SyntheticSource(PairSource):
     """
 
     def __init__(self, generate: Callable[[int], dict], size: int, *, name: str = "synthetic",
-                 num_items: int | None = None, seed_offset: int = 0):
+                 num_items: int | None = None, seed_offset: int = 0, with_radius: bool = False):
         self.generate = generate
+        self.with_radius = bool(with_radius)
         self.size = int(size)
         self.name = name
         self.num_items = num_items
@@ -227,7 +234,7 @@ class SyntheticSource(PairSource):
         images = tf.numpy_function(make, [item], [tf.float32] * len(keys), stateful=False)
         out = {}
         for key, image in zip(keys, images):
-            image.set_shape([self.size, self.size, 3])
+            image.set_shape([self.size, self.size, 1 if key == "radius" else 3])
             out[key] = image
         return out
 
@@ -305,6 +312,12 @@ def _pack(sample: dict[str, tf.Tensor], dual_pixel: bool):
     return inputs, sample["target"]
 
 
+def _to_pixels(sample: dict[str, tf.Tensor], bit_depth: int) -> dict[str, tf.Tensor]:
+    """Images to float32 [0,1] at ``bit_depth`` levels; a "radius" map stays in pixels."""
+    return {key: tf.cast(image, tf.float32) if key == "radius" else kio.quantize(to_float(image), bit_depth)
+            for key, image in sample.items()}
+
+
 def _check_batching(global_batch: int, per_replica_batch: int, num_pipelines: int) -> None:
     if global_batch % num_pipelines:
         raise ValueError(
@@ -347,7 +360,8 @@ def make_train_dataset(
 
     Returns:
         Dataset of ``(inputs, target)``; inputs [B,h,w,3] float32 in [0, 1] or a
-        (left, right, centre) tuple; target [B,h,w,3].
+        (left, right, centre) tuple; target [B,h,w,3]. Sources with radius maps give
+        ``(inputs, target, radius)``, radius [B,h,w,1] float32 in pixels.
     """
     global_batch = global_batch or per_replica_batch
     _check_batching(global_batch, per_replica_batch, num_pipelines)
@@ -363,7 +377,7 @@ def make_train_dataset(
         raw = source.load(_item_for(k, source.num_items, seed), seeds[0])
         if config.crop is not None:
             raw = augment.random_crop(raw, config.crop, seeds[1])
-        sample = {key: kio.quantize(to_float(image), config.bit_depth) for key, image in raw.items()}
+        sample = _to_pixels(raw, config.bit_depth)
         if config.flip_rot:
             sample = augment.random_dihedral(sample, seeds[2], rotate=not dual, dual_pixel=dual)
         if config.noise_sigma_max > 0:
@@ -375,6 +389,8 @@ def make_train_dataset(
             poisoned = tf.equal(k // global_batch + 1, config.nan_at_step)
             for key in input_keys:
                 sample[key] = tf.where(poisoned, tf.fill(tf.shape(sample[key]), np.nan), sample[key])
+        if "radius" in sample:
+            return (*_pack(sample, dual), sample["radius"])
         return _pack(sample, dual)
 
     start = int(start_step) * per_pipeline
@@ -422,7 +438,8 @@ def make_eval_dataset(
         raw = source.load(item, tf.stack([tf.constant(0, tf.int64), item]))
         if crop is not None:
             raw = augment.center_crop(raw, crop)
-        sample = {key: kio.quantize(to_float(image), bit_depth) for key, image in raw.items()}
+        raw.pop("radius", None)
+        sample = _to_pixels(raw, bit_depth)
         inputs, target = _pack(sample, dual)
         return inputs, target, tf.cast(k < num_items, tf.float32)
 
@@ -450,25 +467,14 @@ class DataSources:
     description: str
 
 
-def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 256, *, seed: int = 0,
-                          held_out: bool = False, num_items: int | None = None,
-                          config=None) -> SyntheticSource:
-    """Synthetic defocus pairs (:mod:`kpac_tf.data.synthetic`) as a pipeline source.
+def synthetic_photos(kinds: Sequence[str], held_out: bool = False) -> tuple[list[str], bool]:
+    """(photo sources, dead leaves wanted) for synthetic scene kinds.
 
-    Args:
-        kinds: "deadleaves" (procedural scenes), "skimage" (scikit-image's sample
-            photos: the training list, or the held-out list when ``held_out``), or
-            folders / files of the user's all-in-focus photos. Dead leaves and photos
-            are mixed half and half.
-        size: side of the generated pairs (the training crop).
-        seed: generator seed (validation adds a fixed offset, so scenes never repeat).
-        held_out: validation scenes (held-out photos, other seeds).
-        num_items: None for an endless training stream, or the validation count.
-        config: renderer ranges (:class:`kpac_tf.data.synthetic.SyntheticConfig`);
-            None: the defaults.
+    Kinds: "deadleaves"; "skimage" (scikit-image's training list, or its held-out
+    list when ``held_out``); "photos=DIR" for a folder made by
+    ``experiments/fetch_training_photos.py`` (``DIR/train``, or ``DIR/val`` when
+    ``held_out``); or any folder / file of all-in-focus photos.
     """
-    from kpac_tf.data import synthetic
-
     kinds = [k.strip() for k in kinds if k.strip()]
     if not kinds:
         raise ValueError("Name at least one synthetic scene kind, e.g. synthetic:deadleaves,skimage.")
@@ -479,13 +485,44 @@ def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 25
             dead_leaves = True
         elif kind.lower() == "skimage":
             photos.append("skimage-heldout" if held_out else "skimage-train")
+        elif kind.startswith("photos="):
+            root = kind.split("=", 1)[1]
+            folder = tf.io.gfile.join(root, "val" if held_out else "train")
+            if not tf.io.gfile.isdir(folder):
+                raise ValueError(f"{kind}: {folder} is missing; make the folder with "
+                                 "experiments/fetch_training_photos.py --out=DIR.")
+            photos.append(folder)
         elif tf.io.gfile.exists(kind):
             photos.append(kind)
         else:
             raise ValueError(
-                f"Unknown synthetic scene kind {kind!r}; use deadleaves, skimage or a folder of "
-                "sharp photos."
+                f"Unknown synthetic scene kind {kind!r}; use deadleaves, skimage, photos=DIR or a "
+                "folder of sharp photos."
             )
+    return photos, dead_leaves
+
+
+def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 256, *, seed: int = 0,
+                          held_out: bool = False, num_items: int | None = None,
+                          config=None, with_radius: bool = False) -> SyntheticSource:
+    """Synthetic defocus pairs (:mod:`kpac_tf.data.synthetic`) as a pipeline source.
+
+    Args:
+        kinds: scene kinds, see :func:`synthetic_photos`. Dead leaves and photos
+            are mixed half and half; photos are drawn uniformly from all photo
+            sources together.
+        size: side of the generated pairs (the training crop).
+        seed: generator seed (validation adds a fixed offset, so scenes never repeat).
+        held_out: validation scenes (held-out photos, other seeds).
+        num_items: None for an endless training stream, or the validation count.
+        config: renderer ranges (:class:`kpac_tf.data.synthetic.SyntheticConfig`);
+            None: the defaults.
+        with_radius: samples carry the oracle radius map ("radius").
+    """
+    from kpac_tf.data import synthetic
+
+    kinds = [k.strip() for k in kinds if k.strip()]
+    photos, dead_leaves = synthetic_photos(kinds, held_out)
     fraction = 0.5 if (dead_leaves and photos) else (1.0 if dead_leaves else 0.0)
     generator_seed = seed + (_VAL_SEED_OFFSET if held_out else 0)
     generator = synthetic.SyntheticDefocusSource(
@@ -495,10 +532,10 @@ def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 25
 
     def generate(index: int) -> dict:
         pair = generator.pair(index)
-        return {"input": pair.blurred, "target": pair.sharp}
+        return {"input": pair.blurred, "target": pair.sharp, "radius": pair.radius[:, :, None]}
 
     name = "synthetic " + "+".join(kinds) + (" (held out)" if held_out else "")
-    return SyntheticSource(generate, size, name=name, num_items=num_items)
+    return SyntheticSource(generate, size, name=name, num_items=num_items, with_radius=with_radius)
 
 
 def _limit(pairs: list[ImagePair], count: int | None) -> list[ImagePair]:
@@ -532,6 +569,7 @@ def resolve_data(
     cache: bool = False,
     seed: int = 0,
     synthetic_options: Sequence[str] = (),
+    with_radius: bool = False,
 ) -> DataSources:
     """Training and validation sources for a ``--data`` value.
 
@@ -540,6 +578,9 @@ def resolve_data(
         deadleaves, skimage, or a folder of sharp photos); ``synthetic`` means
         ``synthetic:deadleaves,skimage``. Validation: ``val_images`` (default 16)
         held-out scenes.
+      - ``pool:DIR``: a pool of pre-rendered synthetic pairs
+        (:mod:`kpac_tf.data.pool`); validation: held-out scenes of the kinds the
+        pool was rendered from.
       - a DPDD root (``train_c/`` ...): the train split; validation: the val split.
       - ``SOURCE_DIR,TARGET_DIR`` or a folder holding ``source/`` and ``target/``.
 
@@ -547,7 +588,8 @@ def resolve_data(
     val split) or a folder pair). ``val_images`` keeps the first N validation items.
     ``synthetic_options`` ("NAME=VALUE" fields of the renderer's SyntheticConfig) change
     the synthetic training pairs only; validation scenes keep the defaults, so runs
-    with different options stay comparable.
+    with different options stay comparable. ``with_radius``: synthetic and pooled
+    training samples carry their radius maps (for an in-focus loss weight).
     """
     spec = spec.strip()
     if not spec:
@@ -562,9 +604,18 @@ def resolve_data(
         from kpac_tf.data.synthetic import synthetic_config_from_overrides
 
         config = synthetic_config_from_overrides(synthetic_options)
-        train = make_synthetic_source(kinds, crop, seed=seed, config=config)
+        train = make_synthetic_source(kinds, crop, seed=seed, config=config, with_radius=with_radius)
         if val_spec is None:
             val = make_synthetic_source(kinds, val_crop or crop, seed=seed, held_out=True,
+                                        num_items=val_images or 16)
+    elif spec.startswith("pool:"):
+        from kpac_tf.data import pool
+
+        if dual_pixel or synthetic_options:
+            raise ValueError("A pool holds rendered single-image pairs: no dual-pixel, no --synthetic_options.")
+        train = pool.PoolSource(spec.split(":", 1)[1], with_radius=with_radius)
+        if val_spec is None:
+            val = make_synthetic_source(train.kinds, val_crop or crop or 256, seed=seed, held_out=True,
                                         num_items=val_images or 16)
     elif synthetic_options:
         raise ValueError("--synthetic_options apply to --data=synthetic only.")

@@ -1,0 +1,228 @@
+"""A pool of pre-rendered synthetic defocus pairs on disk, for fast training.
+
+Rendering a defocus pair costs several times a CPU training step, and on a small
+machine the renderer runs on the same cores as the step. A pool renders pairs once,
+larger than the training crop, and training then takes random crops, flips and
+rotations of them (:class:`PoolSource`), so the input pipeline costs a crop and a
+copy per sample.
+
+Layout of a pool folder::
+
+    POOL/source/p000000.png   blurred input, 8-bit sRGB
+    POOL/target/p000000.png   sharp target, 8-bit sRGB
+    POOL/radius/p000000.png   oracle blur radius, 16-bit gray (pixels = value * 0.001)
+    POOL/pool.json            how it was rendered (kinds, size, seed, options, count)
+
+Pair ``i`` of a pool is pair ``i`` of the seeded synthetic stream
+(:class:`kpac_tf.data.synthetic.SyntheticDefocusSource`), so a pool can be grown
+later (``render_pool`` skips the files already there) and rebuilt identically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from kpac_tf import io as kio
+from kpac_tf.data import synthetic as ksyn
+from kpac_tf.data.pipeline import PairSource, synthetic_photos
+
+__all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool",
+           "write_pair_files"]
+
+POOL_RECORD = "pool.json"
+_FOLDERS = ("source", "target", "radius")
+
+
+def write_pair_files(folders: dict, name: str, pair: ksyn.DefocusPair, bit_depth: int = 8) -> None:
+    """Writes one pair's input, target and (when ``folders`` has "radius") radius map."""
+    kio.write_image(os.path.join(folders["source"], name), pair.blurred, bit_depth=bit_depth)
+    kio.write_image(os.path.join(folders["target"], name), pair.sharp, bit_depth=bit_depth)
+    if "radius" in folders:
+        encoded = np.clip(pair.radius / ksyn.RADIUS_PNG_SCALE / 65535.0, 0.0, 1.0)
+        kio.write_image(os.path.join(folders["radius"], name), encoded, bit_depth=16,
+                        grayscale=True)
+
+
+def _pool_name(index: int) -> str:
+    return f"p{index:06d}.png"
+
+
+# Worker state of the render processes (one SyntheticDefocusSource each).
+_WORKER: dict = {}
+
+
+def _init_worker(settings: dict) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _WORKER["source"] = ksyn.SyntheticDefocusSource(
+        settings["size"], photos=settings["photos"] or None,
+        dead_leaves_fraction=settings["dead_leaves_fraction"],
+        config=ksyn.SyntheticConfig(**settings["config"]), seed=settings["seed"],
+        crops_per_photo=settings["crops_per_photo"])
+    _WORKER["folders"] = {k: os.path.join(settings["out_dir"], k) for k in _FOLDERS}
+
+
+def _render_one(index: int) -> float:
+    pair = _WORKER["source"].pair(index)
+    write_pair_files(_WORKER["folders"], _pool_name(index), pair)
+    return pair.mean_radius
+
+
+def _config_dict(config: ksyn.SyntheticConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 384,
+                dead_leaves_fraction: float = 0.2, config: Optional[ksyn.SyntheticConfig] = None,
+                seed: int = 0, crops_per_photo: int = 4, workers: int = 1) -> dict:
+    """Renders pairs ``0..count-1`` of the synthetic stream into a pool folder.
+
+    Pairs whose three files already exist are skipped, so an interrupted render or a
+    larger ``count`` continues where the folder stands. A pool keeps its settings:
+    rendering into a pool made with other settings raises ValueError.
+
+    Args:
+      out_dir: the pool folder.
+      count: number of pairs the pool should hold.
+      size: side of every rendered pair (larger than the training crop).
+      kinds: synthetic scene kinds (:func:`kpac_tf.data.pipeline.synthetic_photos`:
+        deadleaves, skimage, photos=DIR, folders); training photos only.
+      dead_leaves_fraction: share of dead-leaves scenes when ``kinds`` has both
+        (0 without "deadleaves", 1 without photos).
+      config: renderer ranges; None: the defaults.
+      seed: stream seed.
+      crops_per_photo: consecutive pairs cut from one photo (decoding a photo costs
+        more than rendering a pair; each worker renders runs of consecutive pairs).
+      workers: render processes.
+
+    Returns:
+      The pool record (also written to ``pool.json``).
+    """
+    config = config or ksyn.SyntheticConfig()
+    photos, dead_leaves = synthetic_photos(kinds)
+    fraction = (dead_leaves_fraction if dead_leaves else 0.0) if photos else 1.0
+    settings = {"size": int(size), "photos": photos, "dead_leaves_fraction": float(fraction),
+                "config": dataclasses.asdict(config), "seed": int(seed), "out_dir": out_dir,
+                "crops_per_photo": int(crops_per_photo)}
+    record_path = os.path.join(out_dir, POOL_RECORD)
+    fixed = {"kinds": [k.strip() for k in kinds if k.strip()], "size": settings["size"],
+             "dead_leaves_fraction": settings["dead_leaves_fraction"],
+             "config": _config_dict(config), "seed": settings["seed"],
+             "crops_per_photo": settings["crops_per_photo"]}
+    if os.path.exists(record_path):
+        old = read_pool_record(out_dir)
+        changed = [k for k in fixed if json.loads(json.dumps(old.get(k))) != json.loads(json.dumps(fixed[k]))]
+        if changed:
+            raise ValueError(f"{out_dir} was rendered with other settings ({', '.join(changed)}); "
+                             "use a new folder.")
+    for folder in _FOLDERS:
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+    todo = [i for i in range(count)
+            if not all(os.path.exists(os.path.join(out_dir, f, _pool_name(i))) for f in _FOLDERS)]
+    logging.info("Pool %s: %d of %d pairs to render with %d worker(s).", out_dir, len(todo), count,
+                 workers)
+    if todo:
+        if workers > 1:
+            # One thread per worker: threaded FFTs in every process oversubscribe the cores.
+            saved = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = "1"
+            context = multiprocessing.get_context("spawn")
+            pool = context.Pool(workers, initializer=_init_worker, initargs=(settings,))
+            if saved is None:
+                del os.environ["OMP_NUM_THREADS"]
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
+            with pool:
+                for done, _ in enumerate(pool.imap_unordered(_render_one, todo,
+                                                                 chunksize=max(4, crops_per_photo)), 1):
+                    if done % 100 == 0:
+                        logging.info("Pool: %d/%d rendered.", done, len(todo))
+        else:
+            _init_worker(settings)
+            for done, index in enumerate(todo, 1):
+                _render_one(index)
+                if done % 100 == 0:
+                    logging.info("Pool: %d/%d rendered.", done, len(todo))
+    photo_count = len(ksyn.SyntheticDefocusSource(8, photos=photos).photos) if photos else 0
+    record = dict(fixed, count=int(count), photo_count=photo_count)
+    tmp = record_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    os.replace(tmp, record_path)
+    return record
+
+
+def read_pool_record(pool_dir: str) -> dict:
+    """The ``pool.json`` of a pool folder (ValueError, one line, if there is none)."""
+    path = os.path.join(pool_dir, POOL_RECORD)
+    if not os.path.isfile(path):
+        raise ValueError(f"{pool_dir}: not a rendered pool (no {POOL_RECORD}); render one with "
+                         "experiments/render_pool.py.")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_pool_arrays(pool_dir: str) -> dict[str, list[np.ndarray]]:
+    """Decodes a pool into memory: {"input", "target": uint8 HxWx3, "radius": float16 HxWx1}.
+
+    Only complete pairs (all three files) are taken, in index order.
+    """
+    record = read_pool_record(pool_dir)
+    arrays: dict[str, list[np.ndarray]] = {"input": [], "target": [], "radius": []}
+    for index in range(int(record["count"])):
+        name = _pool_name(index)
+        paths = [os.path.join(pool_dir, f, name) for f in _FOLDERS]
+        if not all(os.path.exists(p) for p in paths):
+            continue
+        source, target, radius = (kio.read_image(p) for p in paths)
+        arrays["input"].append(np.round(source.rgb * 255.0).astype(np.uint8))
+        arrays["target"].append(np.round(target.rgb * 255.0).astype(np.uint8))
+        pixels = radius.rgb[:, :, :1] * np.float32(65535.0 * ksyn.RADIUS_PNG_SCALE)
+        arrays["radius"].append(pixels.astype(np.float16))
+    if not arrays["input"]:
+        raise ValueError(f"{pool_dir}: the pool holds no complete pair.")
+    return arrays
+
+
+class PoolSource(PairSource):
+    """A rendered pool as a training source: whole pairs decoded once into memory
+    (uint8 images, float16 radius maps); the pipeline crops, flips and rotates them.
+
+    Args:
+      pool_dir: the pool folder.
+      with_radius: samples carry "radius" (float32 HxWx1, pixels).
+    """
+
+    def __init__(self, pool_dir: str, *, with_radius: bool = False):
+        self.pool_dir = pool_dir
+        self.record = read_pool_record(pool_dir)
+        self.kinds = list(self.record["kinds"])
+        self.with_radius = bool(with_radius)
+        self._arrays = load_pool_arrays(pool_dir)
+        self.num_items = len(self._arrays["input"])
+        megabytes = sum(a.nbytes for arrays in self._arrays.values() for a in arrays) / 2**20
+        logging.info("Pool %s: %d pairs in memory (%.0f MB).", pool_dir, self.num_items, megabytes)
+
+    def describe(self) -> str:
+        size = self.record["size"]
+        return (f"pool {self.pool_dir} ({self.num_items} pairs of {size}x{size} from "
+                f"{'+'.join(self.kinds)})")
+
+    def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        del seed
+        keys = list(self.keys)
+        arrays = self._arrays
+        dtypes = [tf.float16 if key == "radius" else tf.uint8 for key in keys]
+
+        def fetch(index):
+            return tuple(arrays[key][int(index)] for key in keys)
+
+        images = tf.numpy_function(fetch, [item], dtypes, stateful=False)
+        return {key: tf.ensure_shape(image, [None, None, 1 if key == "radius" else 3])
+                for key, image in zip(keys, images)}
