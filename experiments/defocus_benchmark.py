@@ -18,16 +18,14 @@ clipped, PSNR over all pixels and channels, SSIM = scikit-image defaults.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
+
+import defocus_scores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("photos", None, "Photo folder from experiments/fetch_training_photos.py.")
@@ -38,150 +36,18 @@ flags.DEFINE_integer("skimage_pairs", 2, "Pairs per held-out scikit-image photo 
 flags.DEFINE_integer("seed", 11, "Render seed.")
 flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 
-#: Renderer settings of the benchmark (the issue's protocol): radius up to 16 px,
-#: noise sigma 0.5-2/255.
-BENCHMARK_OPTIONS = ("max_radius=1:16", "noise_sigma=0.002:0.008")
-#: Oracle radius (pixels) below which a pixel counts as in focus.
-IN_FOCUS_RADIUS = 1.0
-#: A region enters a pair's regional mean only when it covers this share of the frame.
-MIN_REGION_SHARE = 0.01
-
-
-@dataclasses.dataclass
-class PairScore:
-    """Scores of one pair (dB for PSNRs)."""
-
-    name: str
-    group: str
-    input_psnr: float
-    psnr: float
-    input_ssim: float
-    ssim: float
-    defocused_gain: float  # NaN when the region is (almost) empty
-    in_focus_gain: float
-
-
-def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int) -> Path:
-    """Writes the benchmark pairs (once) and returns the folder holding groups of pairs."""
-    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES, synthetic_config_from_overrides, \
-        write_dpdd_layout
-
-    config = synthetic_config_from_overrides(BENCHMARK_OPTIONS)
-    folder = root / split
-    groups = []
-    if photos:
-        files = sorted(p for p in (Path(photos) / split).iterdir() if p.suffix == ".png")
-        if not files:
-            raise ValueError(f"{Path(photos) / split}: no photos; run experiments/fetch_training_photos.py.")
-        groups.append(("photos", [str(f) for f in files], len(files)))
-    if skimage_pairs:
-        groups.append(("skimage", "skimage-heldout", skimage_pairs * len(SKIMAGE_HELDOUT_SAMPLES)))
-    for group, sources, count in groups:
-        if not (folder / group / "test_c" / "synthetic.json").exists():
-            write_dpdd_layout(folder / group, count, "test", photos=sources, seed=seed, bit_depth=16,
-                              config=config)
-    return folder
-
-
-def _pairs(group_dir: Path):
-    from kpac_tf import io as kio
-    from kpac_tf.data.synthetic import read_radius_map
-
-    test = group_dir / "test_c"
-    for name in sorted(os.listdir(test / "source")):
-        yield (name, kio.read_image(test / "source" / name).rgb, kio.read_image(test / "target" / name).rgb,
-               read_radius_map(test / "radius" / name))
-
-
-def region_gain(output, blurred, target, mask) -> float:
-    """PSNR gain (dB) of ``output`` over ``blurred`` on the masked pixels (NaN if too few)."""
-    from kpac_tf import metrics
-
-    if mask.mean() < MIN_REGION_SHARE:
-        return math.nan
-    return metrics.masked_psnr(output, target, mask) - metrics.masked_psnr(blurred, target, mask)
-
-
-def score_weights(folder: Path, weights: str) -> list[PairScore]:
-    """Deblurs every pair under ``folder`` with ``weights`` and scores it."""
-    from kpac_tf import metrics
-    from kpac_tf import weights as kweights
-    from kpac_tf.inference import Deblurrer
-
-    deblurrer = Deblurrer(kweights.load_model(weights))
-    scores = []
-    for group_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for name, blurred, target, radius in _pairs(group_dir):
-            output = deblurrer.deblur(blurred)
-            before = metrics.score_pair(blurred, target)
-            after = metrics.score_pair(output, target)
-            defocused = radius >= IN_FOCUS_RADIUS
-            scores.append(PairScore(
-                name=name, group=group_dir.name, input_psnr=before["psnr"], psnr=after["psnr"],
-                input_ssim=before["ssim"], ssim=after["ssim"],
-                defocused_gain=region_gain(output, blurred, target, defocused),
-                in_focus_gain=region_gain(output, blurred, target, ~defocused)))
-    return scores
-
-
-def summarise(scores: list[PairScore]) -> dict:
-    """Means over pairs (regional means over the pairs that have the region)."""
-    def mean(values):
-        values = [v for v in values if not math.isnan(v)]
-        return float(np.mean(values)) if values else math.nan
-
-    gains = [s.psnr - s.input_psnr for s in scores]
-    return {
-        "pairs": len(scores),
-        "input_psnr": mean([s.input_psnr for s in scores]),
-        "psnr": mean([s.psnr for s in scores]),
-        "gain": mean(gains),
-        "defocused_gain": mean([s.defocused_gain for s in scores]),
-        "in_focus_gain": mean([s.in_focus_gain for s in scores]),
-        "in_focus_pairs": sum(1 for s in scores if not math.isnan(s.in_focus_gain)),
-        "input_ssim": mean([s.input_ssim for s in scores]),
-        "ssim": mean([s.ssim for s in scores]),
-        "worst_gain": float(min(gains)) if gains else math.nan,
-    }
-
-
-def markdown(results: dict[str, dict[str, dict]]) -> list[str]:
-    """Table lines: one row per (weights, photo set)."""
-    lines = ["| weights | photos | pairs | input PSNR | PSNR | gain | defocused px gain | "
-             "in-focus px gain | input SSIM | SSIM | worst pair |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for weights, groups in results.items():
-        for group, s in groups.items():
-            lines.append(
-                f"| {weights} | {group} | {s['pairs']} | {s['input_psnr']:.2f} | {s['psnr']:.2f} | "
-                f"{s['gain']:+.2f} | {s['defocused_gain']:+.2f} | {s['in_focus_gain']:+.2f} | "
-                f"{s['input_ssim']:.4f} | {s['ssim']:.4f} | {s['worst_gain']:+.2f} |")
-    return lines
-
-
-def run_benchmark(photos: str | None, split: str, benchmark_dir: str, weights: list[str],
-                  skimage_pairs: int = 2, seed: int = 11) -> dict[str, dict[str, dict]]:
-    """{weights: {photo set: summary}} for every weights (photo sets: photos, skimage)."""
-    folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed)
-    results = {}
-    for spec in weights:
-        scores = score_weights(folder, spec)
-        groups = sorted({s.group for s in scores})
-        results[spec] = {group: summarise([s for s in scores if s.group == group]) for group in groups}
-    return results
-
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     started = time.time()
     try:
-        results = run_benchmark(FLAGS.photos, FLAGS.split, FLAGS.benchmark_dir, FLAGS.weights,
-                                FLAGS.skimage_pairs, FLAGS.seed)
+        results = defocus_scores.run_benchmark(FLAGS.photos, FLAGS.split, FLAGS.benchmark_dir,
+                                               FLAGS.weights, FLAGS.skimage_pairs, FLAGS.seed)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print("\n".join(markdown(results)))
+    print("\n".join(defocus_scores.markdown(results)))
     print(f"({FLAGS.split} split, seed {FLAGS.seed}, {time.time() - started:.0f} s)")
     if FLAGS.json:
         Path(FLAGS.json).write_text(json.dumps(results, indent=1, sort_keys=True))

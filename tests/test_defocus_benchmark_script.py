@@ -1,0 +1,70 @@
+"""experiments/defocus_scores.py and defocus_benchmark.py: region gains from the oracle
+radius maps, checked against hand-made images and a tiny rendered photo folder."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
+
+import defocus_scores  # noqa: E402
+
+
+def test_region_gain_counts_only_the_masked_pixels(rng):
+    target = rng.random((40, 40, 3))
+    blurred = np.clip(target + 0.05 * rng.standard_normal(target.shape), 0, 1)
+    mask = np.zeros((40, 40), bool)
+    mask[:20] = True
+    output = blurred.copy()
+    output[20:] = target[20:]  # perfect outside the mask, untouched inside
+    assert defocus_scores.region_gain(output, blurred, target, mask) == 0.0
+    assert math.isinf(defocus_scores.region_gain(output, blurred, target, ~mask))
+    halfway = blurred.copy()
+    halfway[:20] = blurred[:20] + (target[:20] - blurred[:20]) / 2  # error halved: +6.02 dB
+    gain = defocus_scores.region_gain(halfway, blurred, target, mask)
+    assert abs(gain - 20 * math.log10(2)) < 0.2  # 8-bit rounding moves it a little
+    tiny = np.zeros((40, 40), bool)
+    tiny[0, 0] = True  # under 1% of the frame
+    assert math.isnan(defocus_scores.region_gain(output, blurred, target, tiny))
+
+
+def test_summary_skips_pairs_without_the_region():
+    scores = [defocus_scores.PairScore("a", "photos", 20.0, 22.0, 0.5, 0.6, 2.5, float("nan")),
+              defocus_scores.PairScore("b", "photos", 30.0, 29.0, 0.7, 0.8, 0.5, -1.0)]
+    summary = defocus_scores.summarise(scores)
+    assert summary["gain"] == 0.5 and summary["worst_gain"] == -1.0
+    assert summary["defocused_gain"] == 1.5 and summary["in_focus_gain"] == -1.0
+    assert summary["in_focus_pairs"] == 1 and abs(summary["ssim"] - 0.7) < 1e-12
+
+
+def test_cli_on_a_tiny_photo_folder(tmp_path, rng):
+    folder = tmp_path / "photos" / "val"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        y, x = np.mgrid[0:72, 0:80] / 6.0
+        image = 0.5 + 0.4 * np.stack([np.sin(x + k), np.cos(y), np.sin(x * y / 9)], -1)
+        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"p{k}.png")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "defocus_benchmark.py"),
+         f"--photos={tmp_path / 'photos'}", "--split=val", "--skimage_pairs=0",
+         f"--benchmark_dir={tmp_path / 'bench'}", "--weights=kpac-3level",
+         f"--json={tmp_path / 'scores.json'}"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| kpac-3level | photos | 2 |" in result.stdout
+    radius_maps = sorted((tmp_path / "bench" / "val" / "photos" / "test_c" / "radius").iterdir())
+    assert len(radius_maps) == 2
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "defocus_benchmark.py"),
+         f"--photos={tmp_path / 'nowhere'}", "--split=heldout", f"--benchmark_dir={tmp_path / 'b2'}"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1
+    assert [line for line in missing.stderr.splitlines() if line.startswith("error:")]
