@@ -25,6 +25,21 @@ NaN, empty images, dual-pixel views of different sizes, bytes that are not PNG o
 JPEG (truncated files fail in TensorFlow's decoder: "Invalid PNG ..."). The encoded
 signature does not apply JPEG EXIF orientation (decode on the client to honour it).
 
+Pixel limit: an export refuses requests above ``max_pixels`` (default
+:data:`DEFAULT_MAX_PIXELS`, 16 MP) before any work is done, so one large request cannot
+exhaust a shared server's memory (a float32 forward takes about 1 KB per pixel: 16 MP
+is about 16 GB). The float signatures count the pixels of the whole batch (N x H x W,
+from the tensor's shape); the encoded signature checks each file's width x height from
+its PNG or JPEG header before decoding it, and decodes and runs the files of a request
+one after the other. Larger photos: tile them on the client (``kpac_tf.inference``'s
+planner) or export with a larger limit for a bigger machine.
+
+:func:`convert_to_onnx` (the ``onnx`` extra: tf2onnx, onnxruntime) converts the float
+signature to ONNX with dynamic batch, height and width; ``export_saved_model(...,
+onnx=True)`` writes it beside ``saved_model.pb`` as ``model.onnx``, and
+:class:`OnnxDeblurrer` runs it in ONNX Runtime. OpenVINO reads the same file
+(``openvino.Core().read_model``) or the SavedModel itself (``openvino.convert_model``).
+
 :func:`export_saved_model` writes TF Serving's layout ``<export_dir>/<model_name>/
 <version>/`` atomically: everything goes into a hidden sibling folder first, renamed
 to the version number only when complete, and an existing version is never replaced.
@@ -51,6 +66,7 @@ from absl import logging
 from kpac_tf.io import (
     decode_image_tensor,
     encode_png_tensor,
+    encoded_image_size_tensor,
     is_16bit_png_tensor,
     is_jpeg_tensor,
     is_png_tensor,
@@ -60,15 +76,21 @@ from kpac_tf.weights import get_arrays, set_arrays
 
 __all__ = [
     "ATTENTION_SIGNATURE",
+    "DEFAULT_MAX_PIXELS",
     "ENCODED_SIGNATURE",
     "METADATA_FILE",
+    "ONNX_FILE",
+    "ONNX_INSTALL_HINT",
+    "OnnxDeblurrer",
     "SERVING_SIGNATURE",
     "TFLiteDeblurrer",
     "build_serving_module",
+    "convert_to_onnx",
     "convert_to_tflite",
     "export_saved_model",
     "input_names",
     "next_version",
+    "onnx_available",
 ]
 
 SERVING_SIGNATURE = "serving_default"
@@ -82,6 +104,15 @@ PNG_OUTPUT_KEY = "png_bytes"
 #: Written into ``<version>/assets.extra/`` (TF Serving ignores that folder).
 METADATA_FILE = "kpac_export.json"
 TFLITE_FILE = "model.tflite"
+#: Written beside ``saved_model.pb`` by ``export_saved_model(..., onnx=True)``.
+ONNX_FILE = "model.onnx"
+#: What to install for ONNX export and ONNX Runtime.
+ONNX_INSTALL_HINT = "pip install 'kpac_tf[onnx]' (tf2onnx and onnxruntime)"
+#: ONNX opset of :func:`convert_to_onnx`.
+ONNX_OPSET = 17
+#: Default pixel limit of an export's requests: 16 megapixels (about 16 GB for one
+#: float32 forward pass).
+DEFAULT_MAX_PIXELS = 16_000_000
 
 _VIEWS = ("left", "right", "centre")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -102,8 +133,31 @@ def _runtime_rank(tensor: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(tf.shape(tensor) >= 0, tf.int32))
 
 
-def _check_images(images: tf.Tensor, name: str) -> tf.Tensor:
-    """``images`` with runtime checks attached: NHWC, 3 channels, non-empty, in [0,1].
+def _limit_message(template: str, values: Sequence[tf.Tensor], max_pixels: int) -> tf.Tensor:
+    """The over-limit message as a string tensor (``{}`` in ``template`` take ``values``)."""
+    advice = (
+        f" exceeds the pixel limit of this export ({max_pixels} pixels, max_pixels); tile "
+        "larger photos on the client or export again with a larger --max_pixels"
+    )
+    return tf.strings.format(template + advice, values)
+
+
+def _pixel_check(images: tf.Tensor, name: str, max_pixels: int | None) -> list:
+    """[] or the check that the batch N x H x W stays within ``max_pixels``."""
+    if not max_pixels:
+        return []
+    shape = tf.cast(tf.shape(images), tf.int64)
+    pixels = shape[0] * shape[1] * shape[2]
+    message = _limit_message(
+        f"{name}: a batch of {{}} image(s) of {{}}x{{}} pixels ({{}} in all)",
+        [shape[0], shape[2], shape[1], pixels], max_pixels,
+    )
+    return [tf.debugging.Assert(pixels <= max_pixels, [message])]
+
+
+def _check_images(images: tf.Tensor, name: str, max_pixels: int | None = None) -> tf.Tensor:
+    """``images`` with runtime checks attached: NHWC, 3 channels, non-empty, in [0,1],
+    at most ``max_pixels`` in the batch (None: no limit).
 
     The static input spec already says [N, H, W, 3], but TF Serving does not check
     shapes against it, so the checks are repeated in the graph.
@@ -130,6 +184,7 @@ def _check_images(images: tf.Tensor, name: str) -> tf.Tensor:
                 [f"{name} must hold finite values in [0, 1] (divide 8-bit data by 255); "
                  "found min and max:", tf.reduce_min(images), tf.reduce_max(images)],
             ),
+            *_pixel_check(images, name, max_pixels),
         ]
     with tf.control_dependencies(checks):
         return tf.identity(images)
@@ -149,8 +204,11 @@ def _check_same_size(tensors: Sequence[tf.Tensor], names: Sequence[str]) -> list
         return [tf.identity(tensor) for tensor in tensors]
 
 
-def _decode(encoded: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """(float32 HWC [0,1] RGB image, True if a 16-bit PNG) of one encoded file."""
+def _decode(
+    encoded: tf.Tensor, name: str, max_pixels: int | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(float32 HWC [0,1] RGB image, True if a 16-bit PNG) of one encoded file, refused
+    before decoding when its header says it has more than ``max_pixels`` pixels."""
     is_png = is_png_tensor(encoded)
     is_jpeg = is_jpeg_tensor(encoded)
     check = tf.debugging.Assert(
@@ -158,7 +216,17 @@ def _decode(encoded: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
         [f"{name} must hold a PNG (8 or 16-bit) or JPEG file; these bytes are neither."],
     )
     with tf.control_dependencies([check]):
-        image = decode_image_tensor(tf.identity(encoded))
+        encoded_checked = tf.identity(encoded)
+    if max_pixels:
+        height, width = encoded_image_size_tensor(encoded_checked)
+        message = _limit_message(
+            f"{name}: an image of {{}}x{{}} pixels ({{}})", [width, height, height * width],
+            max_pixels,
+        )
+        size_check = tf.debugging.Assert(height * width <= max_pixels, [message])
+        with tf.control_dependencies([size_check]):
+            encoded_checked = tf.identity(encoded_checked)
+    image = decode_image_tensor(encoded_checked)
     sixteen = is_16bit_png_tensor(encoded)
     return image, sixteen
 
@@ -180,12 +248,14 @@ def _image_spec(name: str) -> tf.TensorSpec:
     return tf.TensorSpec([None, None, None, 3], tf.float32, name=name)
 
 
-def _float_function(model: keras.Model, names: Sequence[str], *, checks: bool) -> Callable:
+def _float_function(
+    model: keras.Model, names: Sequence[str], *, checks: bool, max_pixels: int | None = None
+) -> Callable:
     """Python function (named float inputs) -> {"deblurred": clipped output}."""
 
     def deblur(*images):
         if checks:
-            images = [_check_images(image, name) for image, name in zip(images, names)]
+            images = [_check_images(image, name, max_pixels) for image, name in zip(images, names)]
             if len(images) > 1:
                 images = _check_same_size(images, names)
         output = model(list(images) if len(images) > 1 else images[0], training=False)
@@ -196,9 +266,11 @@ def _float_function(model: keras.Model, names: Sequence[str], *, checks: bool) -
     return deblur
 
 
-def _attention_function(model: keras.Model, names: Sequence[str]) -> Callable:
+def _attention_function(
+    model: keras.Model, names: Sequence[str], max_pixels: int | None = None
+) -> Callable:
     def attention(*images):
-        images = [_check_images(image, name) for image, name in zip(images, names)]
+        images = [_check_images(image, name, max_pixels) for image, name in zip(images, names)]
         if len(images) > 1:
             images = _check_same_size(images, names)
         outputs = model(list(images) if len(images) > 1 else images[0], training=False)
@@ -209,12 +281,14 @@ def _attention_function(model: keras.Model, names: Sequence[str]) -> Callable:
     return attention
 
 
-def _encoded_function(model: keras.Model, names: Sequence[str]) -> tuple[Callable, list[str]]:
+def _encoded_function(
+    model: keras.Model, names: Sequence[str], max_pixels: int | None = None
+) -> tuple[Callable, list[str]]:
     """(function of the string inputs -> {"png_bytes": ...}, the input names)."""
     byte_names = [f"{name}_bytes" if name != "images" else "image_bytes" for name in names]
 
     def deblur_one(encoded):
-        decoded = [_decode(item, name) for item, name in zip(encoded, byte_names)]
+        decoded = [_decode(item, name, max_pixels) for item, name in zip(encoded, byte_names)]
         images = [image[tf.newaxis] for image, _ in decoded]
         if len(images) > 1:
             images = _check_same_size(images, byte_names)
@@ -242,10 +316,11 @@ def _encoded_function(model: keras.Model, names: Sequence[str]) -> tuple[Callabl
         ]
         with tf.control_dependencies(checks):
             encoded = tuple(tf.identity(item) for item in encoded)
-        png = tf.map_fn(
+        png = tf.map_fn(  # one file at a time: the pixel limit bounds the memory
             deblur_one,
             encoded,
             fn_output_signature=tf.TensorSpec([], tf.string),
+            parallel_iterations=1,
         )
         return {PNG_OUTPUT_KEY: png}
 
@@ -273,26 +348,43 @@ def _check_exportable(model: keras.Model) -> ModelConfig:
     return config
 
 
-def build_serving_module(model: keras.Model, *, attention: bool = False) -> tuple[tf.Module, dict]:
+def _check_max_pixels(max_pixels: int | None) -> int | None:
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or int(max_pixels) != max_pixels or max_pixels < 1:
+        raise ValueError(
+            f"max_pixels must be a positive integer (or None for no limit), got {max_pixels!r}."
+        )
+    return int(max_pixels)
+
+
+def build_serving_module(
+    model: keras.Model, *, attention: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[tf.Module, dict]:
     """A tf.Module holding ``model``'s weights and the concrete signature functions.
 
     Args:
         model: a KPAC Keras model from :func:`kpac_tf.build_kpac` (single or dual-pixel;
             plain output or ``return_attention=True``).
         attention: add the ``attention`` signature.
+        max_pixels: refuse requests above this many pixels (float signatures: N x H x W
+            of the batch; encoded: each file's width x height, from its header before
+            decoding); None: no limit.
 
     Returns:
         (module, signatures) ready for ``tf.saved_model.save(module, path,
         signatures=signatures)``.
     """
     config = _check_exportable(model)
+    max_pixels = _check_max_pixels(max_pixels)
     names = input_names(config)
     specs = [_image_spec(name) for name in names]
     signatures = {
-        SERVING_SIGNATURE: tf.function(_float_function(model, names, checks=True))
-        .get_concrete_function(*specs),
+        SERVING_SIGNATURE: tf.function(
+            _float_function(model, names, checks=True, max_pixels=max_pixels)
+        ).get_concrete_function(*specs),
     }
-    encoded, byte_names = _encoded_function(model, names)
+    encoded, byte_names = _encoded_function(model, names, max_pixels)
     signatures[ENCODED_SIGNATURE] = tf.function(encoded).get_concrete_function(
         *[tf.TensorSpec([None], tf.string, name=name) for name in byte_names]
     )
@@ -301,7 +393,7 @@ def build_serving_module(model: keras.Model, *, attention: bool = False) -> tupl
             raise ValueError("The attention signature needs KPAC blocks (block_type='kpac').")
         twin = _attention_twin(model)
         signatures[ATTENTION_SIGNATURE] = tf.function(
-            _attention_function(twin, names)
+            _attention_function(twin, names, max_pixels)
         ).get_concrete_function(*specs)
     return _module_for(signatures), signatures
 
@@ -333,7 +425,9 @@ def next_version(model_dir: str | os.PathLike) -> int:
     return max(versions, default=0) + 1
 
 
-def _metadata(config: ModelConfig, signatures: dict, weights_source: str | None) -> dict:
+def _metadata(
+    config: ModelConfig, signatures: dict, weights_source: str | None, max_pixels: int | None
+) -> dict:
     from kpac_tf import __version__
 
     def describe(function) -> dict:
@@ -355,6 +449,7 @@ def _metadata(config: ModelConfig, signatures: dict, weights_source: str | None)
         "signatures": {name: describe(fn) for name, fn in signatures.items()},
         "value_range": "[0, 1]",
         "layout": "NHWC",
+        "max_pixels": max_pixels,
     }
 
 
@@ -372,7 +467,9 @@ def export_saved_model(
     *,
     attention: bool = False,
     tflite: bool = False,
+    onnx: bool = False,
     weights_source: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Path:
     """Write ``model`` as ``<export_dir>/<model_name>/<version>/`` for TF Serving.
 
@@ -383,14 +480,21 @@ def export_saved_model(
         version: positive integer; default: one more than the largest existing version.
         attention: add the ``attention`` signature.
         tflite: also write ``assets.extra/model.tflite`` (float signature, dynamic shapes).
+        onnx: also write ``model.onnx`` beside ``saved_model.pb`` (float signature,
+            dynamic shapes; needs the ``onnx`` extra, see :func:`convert_to_onnx`).
         weights_source: recorded in ``assets.extra/kpac_export.json`` (file name only).
+        max_pixels: the signatures' pixel limit (see :func:`build_serving_module`);
+            None: no limit. Recorded in the metadata. TFLite and ONNX have no limit.
 
     Returns:
         The version folder.
 
     Raises:
         FileExistsError: the version folder exists (it is never replaced).
-        ValueError: bad ``model_name`` or ``version``, or a model that cannot be exported.
+        ValueError: bad ``model_name``, ``version`` or ``max_pixels``, or a model that
+            cannot be exported.
+        ImportError: ``onnx=True`` without tf2onnx (the message says what to install);
+            raised before anything is written.
     """
     if not _NAME_PATTERN.match(model_name):
         raise ValueError(
@@ -409,7 +513,10 @@ def export_saved_model(
             "it out to use the next free number."
         )
     config = _check_exportable(model)
-    module, signatures = build_serving_module(model, attention=attention)
+    max_pixels = _check_max_pixels(max_pixels)
+    if onnx:
+        _require_onnx_converter()
+    module, signatures = build_serving_module(model, attention=attention, max_pixels=max_pixels)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=model_dir))
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
@@ -418,10 +525,12 @@ def export_saved_model(
         extra.mkdir(exist_ok=True)
         source = Path(weights_source).name if weights_source else None
         (extra / METADATA_FILE).write_text(
-            json.dumps(_metadata(config, signatures, source), indent=2) + "\n"
+            json.dumps(_metadata(config, signatures, source, max_pixels), indent=2) + "\n"
         )
         if tflite:
             (extra / TFLITE_FILE).write_bytes(convert_to_tflite(model))
+        if onnx:
+            (staging / ONNX_FILE).write_bytes(convert_to_onnx(model))
         if final.exists():
             raise FileExistsError(
                 f"{final} was created while exporting; it is not replaced (export again "
@@ -511,3 +620,96 @@ class TFLiteDeblurrer:
                 raise ValueError(f"{name} must be shaped [N, H, W, 3], got {array.shape}.")
             feeds[name] = array
         return self._runner(**feeds)[OUTPUT_KEY]
+
+
+# ---------------------------------------------------------------------------------------
+# ONNX (the optional ``onnx`` extra).
+
+
+def onnx_available() -> tuple[bool, str]:
+    """(tf2onnx and onnxruntime import, what is missing and how to install it)."""
+    missing = []
+    for module in ("tf2onnx", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if not missing:
+        return True, "tf2onnx and onnxruntime are installed"
+    return False, f"{' and '.join(missing)} not installed: {ONNX_INSTALL_HINT}"
+
+
+def _require_onnx_converter():
+    try:
+        import tf2onnx  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"ONNX export needs tf2onnx: {ONNX_INSTALL_HINT}.") from error
+    return tf2onnx
+
+
+def convert_to_onnx(model: keras.Model, opset: int = ONNX_OPSET) -> bytes:
+    """The float signature of ``model`` as an ONNX model (serialised protobuf bytes).
+
+    Inputs as in ``serving_default`` (float32 NHWC in [0,1], batch, height and width
+    dynamic); output ``deblurred`` clipped to [0,1]. The graph checks and the pixel
+    limit are left out, as for TFLite: the runtime serving the file sets its own
+    limits.
+
+    Raises:
+        ImportError: tf2onnx is missing (the message says what to install).
+    """
+    tf2onnx = _require_onnx_converter()
+    config = _check_exportable(model)
+    names = input_names(config)
+    function = tf.function(_float_function(model, names, checks=False))
+    proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=[_image_spec(name) for name in names], opset=opset
+    )
+    data = proto.SerializeToString()
+    logging.info("Converted %s to ONNX opset %d (%.1f MB).", model.name, opset, len(data) / 2**20)
+    return data
+
+
+class OnnxDeblurrer:
+    """Runs an ONNX model from :func:`convert_to_onnx` in ONNX Runtime (CPU).
+
+    Args:
+        model: the ONNX bytes or a ``.onnx`` path.
+        num_threads: intra-op threads (default: ONNX Runtime's choice, all cores).
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None):
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise ImportError(f"Running ONNX models needs onnxruntime: {ONNX_INSTALL_HINT}.") from error
+        content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+        self._session = onnxruntime.InferenceSession(
+            bytes(content), options, providers=["CPUExecutionProvider"]
+        )
+        available = [i.name for i in self._session.get_inputs()]
+        self.input_names = tuple(n for n in ("images", *_VIEWS) if n in available)
+        if set(self.input_names) != set(available):
+            raise ValueError(
+                f"Not a KPAC ONNX model: its inputs are {sorted(available)}; convert one "
+                "with kpac_tf.export.convert_to_onnx."
+            )
+
+    def __call__(self, *images: np.ndarray) -> np.ndarray:
+        """Deblur: float32 NHWC [N,H,W,3] in [0,1] (dual-pixel: left, right, centre)
+        -> float32 [N,H,W,3] clipped to [0,1]."""
+        if len(images) != len(self.input_names):
+            raise ValueError(
+                f"This model takes {len(self.input_names)} input(s) "
+                f"({', '.join(self.input_names)}), got {len(images)}."
+            )
+        feeds = {}
+        for name, image in zip(self.input_names, images):
+            array = np.ascontiguousarray(image, dtype=np.float32)
+            if array.ndim != 4 or array.shape[-1] != 3:
+                raise ValueError(f"{name} must be shaped [N, H, W, 3], got {array.shape}.")
+            feeds[name] = array
+        return self._session.run([OUTPUT_KEY], feeds)[0]

@@ -12,8 +12,13 @@ Conventions:
 * 16-bit files keep their full precision (65536 levels); 8-bit files map
   ``v -> v / 255``.
 * Every failure (missing file, folder, unknown or corrupt data, unsupported
-  layout) raises :class:`ImageError`, a ``ValueError`` whose message is one
-  sentence naming the file.
+  layout, an image above the pixel limit) raises :class:`ImageError`, a
+  ``ValueError`` whose message is one sentence naming the file.
+* Images above :data:`MAX_PIXELS` (width x height, read from the file's header
+  before decoding) are refused as too large, never as corrupt: decoding one
+  holds several float32 copies of it (12 bytes per pixel each). Raise the limit
+  with ``read_image(..., max_pixels=...)``, by setting ``kpac_tf.io.MAX_PIXELS``,
+  or with the commands' ``--max_pixels``.
 
 Decoders by format: PNG and JPEG through TensorFlow (``tf.io.decode_png`` with
 ``dtype=uint16`` keeps 16 bits); TIFF through ``tifffile`` (8/16-bit, float);
@@ -22,10 +27,12 @@ returns palette indices instead of colours for paletted BMPs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
 import tempfile
+import warnings
 from typing import Optional, Union
 
 import numpy as np
@@ -35,12 +42,15 @@ from absl import logging
 __all__ = [
     "ImageData",
     "ImageError",
+    "MAX_PIXELS",
     "READ_EXTENSIONS",
     "WRITE_EXTENSIONS",
     "decode_image_bytes",
     "decode_image_tensor",
     "encode_image_bytes",
     "encode_png_tensor",
+    "encoded_image_size_tensor",
+    "image_size",
     "is_image_file",
     "quantize",
     "read_image",
@@ -53,6 +63,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 #: File extensions :func:`write_image` can produce.
 WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+#: Default pixel limit (width x height) of :func:`read_image` and
+#: :func:`decode_image_bytes`: 250 megapixels, about 3 GB per float32 RGB copy.
+#: Commands raise it with ``--max_pixels``.
+MAX_PIXELS = 250_000_000
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -110,7 +125,7 @@ def is_image_file(path: PathLike) -> bool:
     return os.path.isfile(path) and os.path.splitext(path)[1].lower() in READ_EXTENSIONS
 
 
-def read_image(path: PathLike) -> ImageData:
+def read_image(path: PathLike, max_pixels: Optional[int] = None) -> ImageData:
     """Reads an image file (PNG, JPEG, TIFF, BMP, GIF first frame, WebP).
 
     The format is detected from the file's content, not its extension. 8-bit and
@@ -118,13 +133,16 @@ def read_image(path: PathLike) -> ImageData:
 
     Args:
       path: file to read.
+      max_pixels: refuse images with more pixels (width x height) than this,
+        checked from the header before decoding; None: :data:`MAX_PIXELS`.
 
     Returns:
       An :class:`ImageData` with ``rgb`` float32 HxWx3 in [0, 1].
 
     Raises:
       ImageError: the file is missing, a folder, empty, not a decodable image,
-        truncated or corrupt, has zero size or an unsupported channel layout.
+        truncated or corrupt, has zero size or an unsupported channel layout, or
+        is larger than ``max_pixels``.
     """
     path = os.fspath(path)
     name = path
@@ -137,15 +155,17 @@ def read_image(path: PathLike) -> ImageData:
             data = f.read()
     except OSError as e:
         raise ImageError(f"{name}: cannot be read ({e.strerror or e}).") from e
-    return decode_image_bytes(data, name)
+    return decode_image_bytes(data, name, max_pixels=max_pixels)
 
 
-def decode_image_bytes(data: bytes, name: str = "<bytes>") -> ImageData:
+def decode_image_bytes(data: bytes, name: str = "<bytes>",
+                       max_pixels: Optional[int] = None) -> ImageData:
     """Decodes an encoded image held in memory; same rules as :func:`read_image`.
 
     Args:
       data: the encoded file content.
       name: what to call the data in error messages (usually its file name).
+      max_pixels: pixel limit (width x height); None: :data:`MAX_PIXELS`.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError(f"{name}: expected encoded image bytes, got {type(data).__name__}.")
@@ -157,23 +177,110 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>") -> ImageData:
         raise ImageError(
             f"{name}: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF or WebP data)."
         )
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageError(_too_large_message(name, size, limit))
     try:
-        if fmt == "png":
-            array, bit_depth = _decode_png(data, name)
-        elif fmt == "jpeg":
-            array, bit_depth = _decode_jpeg(data), 8
-        elif fmt == "tiff":
-            array, bit_depth = _decode_tiff(data, name)
-        else:
-            array, bit_depth = _decode_pillow(data, name)
+        with _pillow_pixel_limit(limit):
+            if fmt == "png":
+                array, bit_depth = _decode_png(data, name)
+            elif fmt == "jpeg":
+                array, bit_depth = _decode_jpeg(data), 8
+            elif fmt == "tiff":
+                array, bit_depth = _decode_tiff(data, name)
+            else:
+                array, bit_depth = _decode_pillow(data, name)
     except ImageError:
         raise
     except (tf.errors.OpError, OSError, ValueError, KeyError, IndexError, EOFError,
             SyntaxError, MemoryError) as e:
+        if size is not None and _is_size_failure(e):
+            width, height = size
+            raise ImageError(
+                f"{name}: image too large to decode ({width}x{height} pixels, "
+                f"{width * height / 1e6:.1f} MP; the decoder said: {_first_line(e)}), "
+                "which says nothing against the file: split or downscale it, or use a "
+                "machine with more memory."
+            ) from e
         raise ImageError(
             f"{name}: not a decodable {fmt.upper()} image (truncated or corrupt)."
         ) from e
     return _to_image_data(array, bit_depth, fmt, name)
+
+
+def _too_large_message(name: str, size: tuple[int, int], limit: int) -> str:
+    width, height = size
+    pixels = width * height
+    return (
+        f"{name}: image too large to read: {width}x{height} pixels ({pixels / 1e6:.1f} MP, "
+        f"about {pixels * 12 / 2**30:.1f} GB per float32 RGB copy) is above the limit of "
+        f"{limit:,} pixels; raise it with --max_pixels (max_pixels= in kpac_tf.io.read_image) "
+        "on a machine with the memory."
+    )
+
+
+def _is_size_failure(error: BaseException) -> bool:
+    """True when a decoder gave up because of the image size or memory, not bad data."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return "too large" in text or "decompression bomb" in text or "out of memory" in text
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    line = line.split("} ", 1)[-1] if line.startswith("{{") else line
+    return line.split(" [Op:", 1)[0].rstrip(" .")
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(limit: int):
+    """Pillow's decompression-bomb guard follows ``limit`` (ours is checked first)."""
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(int(limit), previous or 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def image_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) from an encoded image's header without decoding its pixels.
+
+    PNG from its IHDR, JPEG from its frame header, TIFF from its first page, BMP,
+    GIF and WebP through Pillow's header parser. None when the header cannot be
+    read (the decoder then reports the problem) or the format is unknown.
+    """
+    data = bytes(data)
+    fmt = _sniff_format(data)
+    try:
+        if fmt == "png":
+            if len(data) < 24 or data[12:16] != b"IHDR":
+                return None
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if fmt == "jpeg":
+            height, width, _ = (int(v) for v in tf.io.extract_jpeg_shape(data).numpy())
+            return width, height
+        if fmt == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                page = tif.pages[0]
+                return int(page.imagewidth), int(page.imagelength)
+        if fmt is not None:
+            from PIL import Image
+
+            with _pillow_pixel_limit(2**62), Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - a broken header is the decoder's to report
+        return None
+    return None
 
 
 def _sniff_format(data: bytes) -> Optional[str]:
@@ -306,6 +413,8 @@ def _decode_pillow(data: bytes, name: str, hint: Optional[str] = None
     except ImageError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad data
+        if _is_size_failure(e):
+            raise
         if hint is not None:
             raise ImageError(hint) from e
         raise ImageError(f"{name}: not a decodable image (truncated or corrupt).") from e
@@ -550,6 +659,31 @@ def is_16bit_png_tensor(encoded: tf.Tensor) -> tf.Tensor:
     """True if a scalar string tensor is a PNG whose IHDR bit depth is 16 (any length)."""
     bit_depth = tf.strings.substr(_header_tensor(encoded, 25), 24, 1)  # IHDR bit depth
     return tf.logical_and(is_png_tensor(encoded), tf.equal(bit_depth, b"\x10"))
+
+
+def encoded_image_size_tensor(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(height, width) as int64 scalar tensors, read from a PNG's IHDR or a JPEG's frame
+    header without decoding the pixels (graph mode).
+
+    Call it on PNG or JPEG data only (check with :func:`is_png_tensor` and
+    :func:`is_jpeg_tensor` first): other bytes are read as JPEG, and TensorFlow's JPEG
+    header reader fails on them.
+    """
+    encoded = tf.convert_to_tensor(encoded, dtype=tf.string)
+
+    def _png() -> tf.Tensor:
+        fields = tf.strings.substr(_header_tensor(encoded, 24), 16, 8)  # IHDR width, height
+        digits = tf.cast(tf.io.decode_raw(fields, tf.uint8), tf.int64)
+        weights = tf.constant([2**24, 2**16, 2**8, 1], tf.int64)
+        width = tf.reduce_sum(digits[:4] * weights)
+        height = tf.reduce_sum(digits[4:] * weights)
+        return tf.stack([height, width])
+
+    def _jpeg() -> tf.Tensor:
+        return tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
+
+    size = tf.cond(is_png_tensor(encoded), _png, _jpeg)
+    return size[0], size[1]
 
 
 def decode_image_tensor(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:

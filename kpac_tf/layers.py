@@ -2,7 +2,10 @@
 
 All layers take and return float32 NHWC feature tensors. The activation everywhere is
 LeakyReLU with slope 0.2 (``tf.nn.leaky_relu``'s default, as in the authors' release),
-except the sigmoid attention heads. Padding is TF 'SAME' (zero padding).
+except the sigmoid attention heads. Padding is TF 'SAME' (zero padding); the dilated
+convolutions spell it out as explicit per-side pads (the same zeros in the same places),
+because ONNX Runtime rejects dilated convs whose padding is left as "SAME" and the
+converters keep that form when the height and width are dynamic.
 
 Layers:
     SharedAtrousConv2D  one kernel applied at several dilation rates (Sec. 4.1 of the paper)
@@ -26,6 +29,35 @@ def leaky_relu(x: tf.Tensor) -> tf.Tensor:
     return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
 
 
+def same_padding(kernel_size: int, dilation: int) -> list[list[int]]:
+    """Explicit NHWC pads equal to TF's 'SAME' for a stride-1 conv with this kernel and
+    dilation: the effective kernel (k - 1) * d + 1 less one, split as TF splits it (the
+    odd pixel, if any, at the bottom/right)."""
+    total = (int(kernel_size) - 1) * int(dilation)
+    before = total // 2
+    return [[0, 0], [before, total - before], [before, total - before], [0, 0]]
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class DilatedConv2D(keras.layers.Conv2D):
+    """A stride-1 'same' Conv2D whose zero padding is written into the graph explicitly.
+
+    Same variables, configuration and numbers as ``keras.layers.Conv2D(...,
+    padding="same")``; only the graph differs (explicit pads instead of "SAME"), which
+    is what ONNX Runtime needs for dilated convs. NHWC only.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.padding != "same" or tuple(self.strides) != (1, 1):
+            return super().convolution_op(inputs, kernel)
+        if self.kernel_size[0] != self.kernel_size[1] or self.dilation_rate[0] != self.dilation_rate[1]:
+            return super().convolution_op(inputs, kernel)
+        pads = same_padding(self.kernel_size[0], self.dilation_rate[0])
+        return tf.nn.conv2d(
+            inputs, kernel, strides=1, padding=pads, dilations=list(self.dilation_rate)
+        )
+
+
 def conv(
     filters: int,
     kernel_size: int,
@@ -38,10 +70,12 @@ def conv(
 ) -> keras.layers.Conv2D:
     """A 'SAME'-padded conv with bias, LeakyReLU(0.2) by default ('sigmoid' or None too).
 
+    Dilated convs (``dilation > 1``) are :class:`DilatedConv2D` (explicit pads).
     ``dtype``: a dtype policy for this layer only (default: the global policy).
     """
     act = {"leaky": "leaky_relu", "sigmoid": "sigmoid", None: None}[activation]
-    return keras.layers.Conv2D(
+    layer_class = DilatedConv2D if dilation > 1 and strides == 1 else keras.layers.Conv2D
+    return layer_class(
         filters,
         kernel_size,
         strides=strides,
@@ -70,7 +104,8 @@ class SharedAtrousConv2D(keras.layers.Layer):
     One kernel variable [k, k, C_in, filters] (no bias, as released) is applied with
     each dilation rate through ``tf.nn.conv2d(..., dilations=rate)``; every branch goes
     through LeakyReLU(0.2) and the branches are concatenated in rate order, giving
-    ``filters * len(dilations)`` channels. With ``share_kernel=False`` every rate gets a
+    ``filters * len(dilations)`` channels. Each branch is zero-padded like 'SAME', with
+    the pads written out (:func:`same_padding`). With ``share_kernel=False`` every rate gets a
     kernel of its own (the paper's Table 1 ablation).
     """
 
@@ -109,7 +144,11 @@ class SharedAtrousConv2D(keras.layers.Layer):
         branches = [
             leaky_relu(
                 tf.nn.conv2d(
-                    x, self.kernel_for(i), strides=1, padding="SAME", dilations=rate
+                    x,
+                    self.kernel_for(i),
+                    strides=1,
+                    padding=same_padding(self.kernel_size, rate),
+                    dilations=rate,
                 )
             )
             for i, rate in enumerate(self.dilations)
@@ -207,12 +246,16 @@ def apply_attention(
     alpha [N,H,W,R] (or anything broadcastable to it, e.g. a [R] vector): alpha_i
     multiplies the ``filters`` channels of branch i. beta [N,1,1,filters]: the same beta
     multiplies every branch. ``None`` skips that attention.
+
+    beta is repeated across the branches by concatenating copies, not with ``tf.tile``:
+    OpenVINO's TensorFlow front end mis-infers the shape of that tile and rejects the
+    multiply; the values are the same.
     """
     if alpha is not None:
         branches = branches * tf.repeat(alpha, filters, axis=-1)
     if beta is not None:
         num_rates = branches.shape[-1] // filters
-        branches = branches * tf.tile(beta, [1, 1, 1, num_rates])
+        branches = branches * tf.concat([beta] * num_rates, axis=-1)
     return branches
 
 

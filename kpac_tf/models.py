@@ -9,7 +9,10 @@ exactly the authors' graph (so their weights apply unchanged), then crops back.
 Mixed precision (a "mixed_bfloat16" or "mixed_float16" Keras policy set before
 building): the padding to [-1,1], the last conv (d2_2), the residual addition and the
 crop stay float32, so the residual base is the exact input and the output keeps full
-precision; everything in between runs in the policy's compute dtype.
+precision; everything in between runs in the policy's compute dtype. For inference,
+``build_kpac(..., float32_last_conv=False)`` runs the last conv in the compute dtype
+too (its 3-channel output is cast to float32 at the residual addition), which keeps
+the float32 copy of its 96-channel full-resolution input out of memory.
 
 Layer names follow the authors' TensorLayer names (c0, c0_2, ..., cm_1, d2_2) so that
 weights can be matched by name; the KPAC blocks are ``block1``, ``block2``, ...
@@ -132,10 +135,14 @@ def _make_block(config: ModelConfig, index: int) -> keras.layers.Layer:
     )
 
 
-def _kpac_graph(net_input, residual_base, config: ModelConfig, alpha_inputs: list | None):
+def _kpac_graph(
+    net_input, residual_base, config: ModelConfig, alpha_inputs: list | None,
+    float32_last_conv: bool = True,
+):
     """The authors' network on padded [-1,1] tensors; returns (output, attention list).
 
     ``alpha_inputs``: per block, a tensor that replaces its computed scale attention.
+    ``float32_last_conv``: d2_2 runs in float32 whatever the dtype policy.
     """
     x = net_input
     skips = []
@@ -163,7 +170,7 @@ def _kpac_graph(net_input, residual_base, config: ModelConfig, alpha_inputs: lis
         last = conv_name == "d2_2"
         x = kl.conv(
             conv_filters, kernel, activation=None if last else "leaky", name=conv_name,
-            dtype=_FULL_PRECISION if last else None,
+            dtype=_FULL_PRECISION if last and float32_last_conv else None,
         )(x)
     x = keras.layers.Add(name="residual_add", dtype=_FULL_PRECISION)([x, residual_base])
     return x, attention
@@ -176,6 +183,7 @@ def build_kpac(
     alpha_override: bool = False,
     input_shape: tuple | None = None,
     name: str | None = None,
+    float32_last_conv: bool = True,
     **overrides,
 ) -> keras.Model:
     """Build a KPAC Keras model.
@@ -191,6 +199,10 @@ def build_kpac(
             is unchanged, so weights copy over with kpac_tf.weights.set_arrays.
         input_shape: (H, W) for a fixed-size model (default: any size).
         name: model name (default: the preset-like description).
+        float32_last_conv: under a mixed dtype policy, run the last conv (d2_2) in
+            float32 (the default, as training does); False runs it in the policy's
+            compute dtype (inference: less memory, about 0.2 dB lower PSNR against
+            float32). No effect under float32. The weights are the same either way.
         **overrides: ModelConfig fields, e.g. num_blocks=3, kernel_sharing=False.
 
     Returns:
@@ -223,7 +235,9 @@ def build_kpac(
             for i in range(1, config.num_blocks + 1)
         ]
         inputs = [*(inputs if isinstance(inputs, list) else [inputs]), *alpha_inputs]
-    net_output, attention = _kpac_graph(net_input, residual_base, config, alpha_inputs)
+    net_output, attention = _kpac_graph(
+        net_input, residual_base, config, alpha_inputs, float32_last_conv
+    )
     output = CropToImage(name="to_image", dtype=_FULL_PRECISION)([net_output, reference])
     if return_attention:
         outputs = {"output": output}

@@ -1,4 +1,5 @@
-"""Export for TF Serving and TFLite: layout, signatures, parity, bad inputs, the CLI.
+"""Export for TF Serving, TFLite and ONNX: layout, signatures, parity, bad inputs, the
+pixel limit, the CLI.
 
 Small models with seeded random weights: the 2-level preset (exported once through
 the kpac-export command, with --attention and --tflite) and the dual-pixel preset
@@ -11,9 +12,11 @@ import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import keras
@@ -101,6 +104,7 @@ def test_cli_writes_tf_serving_layout_with_metadata(single):
     assert metadata["weights"] == "random2.weights.npz"  # file name only, no folders
     assert set(metadata["signatures"]) == {"serving_default", "encoded", "attention"}
     assert metadata["signatures"]["serving_default"]["inputs"]["images"]["shape"] == [None, None, None, 3]
+    assert metadata["max_pixels"] == export.DEFAULT_MAX_PIXELS == 16_000_000
 
 
 def test_next_version_and_existing_version_is_never_replaced(single, tmp_path):
@@ -122,7 +126,7 @@ def test_failed_export_leaves_nothing_behind(single, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
-    monkeypatch.setattr(export, "build_serving_module", lambda model, attention: (tf.Module(), {}))
+    monkeypatch.setattr(export, "build_serving_module", lambda model, **options: (tf.Module(), {}))
     with pytest.raises(OSError, match="disk full"):
         export.export_saved_model(single["model"], tmp_path, "kpac")
     assert list((tmp_path / "kpac").iterdir()) == []
@@ -366,3 +370,158 @@ def test_tflite_matches_keras_with_dynamic_shapes(single, rng):
         assert np.abs(got - _keras(single["model"], images)).max() <= TOL, shape
     with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
         runner(rng.random((1, 8, 8, 4), dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# The pixel limit.
+
+
+def _large_png(width: int, height: int) -> bytes:
+    """A valid 8-bit gray PNG of any size (all black), compressed row by row."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = bytes(1 + width)  # filter byte + one byte per pixel
+    compressor = zlib.compressobj(1)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+_FRESH_LIMIT = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import numpy as np
+    import tensorflow as tf
+
+    directory, files = sys.argv[1], sys.argv[2:]
+    encoded = tf.saved_model.load(directory).signatures["encoded"]
+    small = Path(files[0]).read_bytes()
+    encoded(image_bytes=tf.constant([small]))  # warm up, as a server would be
+    results = {}
+    for path in files[1:]:
+        request = tf.constant([small, Path(path).read_bytes()])
+        start = time.perf_counter()
+        try:
+            encoded(image_bytes=request)
+            message = None
+        except tf.errors.InvalidArgumentError as error:
+            message = str(error)
+        results[Path(path).name] = {"seconds": time.perf_counter() - start, "message": message}
+    results["modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "kpac_tf")
+    print(json.dumps(results))
+    """
+)
+
+
+def test_over_limit_files_are_refused_fast_in_a_fresh_process(single, tmp_path, rng):
+    """The CLI export (default limit 16 MP) refuses a valid 54 MP PNG and JPEG from their
+    headers, before decoding, within a second."""
+    (tmp_path / "small.png").write_bytes(_png(rng.random((9, 11, 3), dtype=np.float32), 8))
+    (tmp_path / "large.png").write_bytes(_large_png(9000, 6000))
+    jpeg = tf.io.encode_jpeg(tf.zeros((6000, 9000, 1), tf.uint8), quality=50).numpy()
+    (tmp_path / "large.jpg").write_bytes(jpeg)
+    (tmp_path / "fresh.py").write_text(_FRESH_LIMIT)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "fresh.py"), str(single["dir"]),
+         *(str(tmp_path / name) for name in ("small.png", "large.png", "large.jpg"))],
+        capture_output=True, text=True, env=_env(with_repo=False), cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    assert results.pop("modules") == []  # kpac_tf never imported
+    for name in ("large.png", "large.jpg"):
+        message = results[name]["message"]
+        assert message is not None, name
+        assert "image_bytes: an image of 9000x6000 pixels (54000000) exceeds the pixel limit " \
+            "of this export (16000000 pixels, max_pixels)" in message, message
+        assert "tile larger photos on the client or export again with a larger --max_pixels" in message
+        assert results[name]["seconds"] < 1.0, results[name]
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    """The 2-level preset exported with a 4096-pixel limit."""
+    keras.utils.set_random_seed(13)
+    model = build_kpac("kpac-2level")
+    directory = export.export_saved_model(
+        model, tmp_path_factory.mktemp("export_limited"), "small", max_pixels=4096
+    )
+    return {"dir": directory, "model": model}
+
+
+def test_float_signatures_limit_the_pixels_of_the_batch(limited, rng):
+    signatures = tf.saved_model.load(str(limited["dir"])).signatures
+    serve, encoded = signatures["serving_default"], signatures["encoded"]
+    at_limit = rng.random((1, 64, 64, 3), dtype=np.float32)
+    got = serve(images=tf.constant(at_limit))["deblurred"].numpy()
+    assert np.abs(got - _keras(limited["model"], at_limit)).max() <= TOL
+    text = _error_text(lambda: serve(images=tf.constant(rng.random((1, 64, 65, 3), dtype=np.float32))))
+    assert "images: a batch of 1 image(s) of 65x64 pixels (4160 in all) exceeds the pixel " \
+        "limit of this export (4096 pixels, max_pixels)" in text, text
+    batch = rng.random((2, 48, 48, 3), dtype=np.float32)  # each image fits, the batch does not
+    assert "a batch of 2 image(s) of 48x48 pixels (4608 in all)" in _error_text(
+        lambda: serve(images=tf.constant(batch)))
+    png = _png(rng.random((64, 65, 3), dtype=np.float32), 16)
+    assert "image_bytes: an image of 65x64 pixels (4160)" in _error_text(
+        lambda: encoded(image_bytes=tf.constant([png])))
+    # Two files that each fit are decoded one after the other, so they pass together.
+    fits = _png(rng.random((60, 60, 3), dtype=np.float32), 8)
+    assert encoded(image_bytes=tf.constant([fits, fits]))["png_bytes"].shape == (2,)
+    metadata = json.loads((limited["dir"] / "assets.extra" / export.METADATA_FILE).read_text())
+    assert metadata["max_pixels"] == 4096
+
+
+def test_unlimited_export_and_bad_limits(single, tmp_path, rng):
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        export.export_saved_model(single["model"], tmp_path, "kpac", max_pixels=0)
+    for bad in (-5, 2.5, True):
+        with pytest.raises(ValueError, match="max_pixels"):
+            export.build_serving_module(single["model"], max_pixels=bad)
+    _, signatures = export.build_serving_module(single["model"], max_pixels=None)
+    images = rng.random((1, 40, 40, 3), dtype=np.float32)
+    got = signatures[export.SERVING_SIGNATURE](images=tf.constant(images))["deblurred"].numpy()
+    assert np.abs(got - _keras(single["model"], images)).max() <= TOL
+
+
+# ---------------------------------------------------------------------------------------
+# ONNX.
+
+_ONNX, _ONNX_REASON = export.onnx_available()
+needs_onnx = pytest.mark.skipif(not _ONNX, reason=f"the onnx extra is missing ({_ONNX_REASON})")
+
+
+@needs_onnx
+def test_onnx_export_runs_in_onnxruntime_at_parity(single, dual, tmp_path, rng):
+    directory = export.export_saved_model(single["model"], tmp_path, "onnx", onnx=True)
+    path = directory / export.ONNX_FILE
+    assert path.is_file() and (directory / "saved_model.pb").is_file()
+    runner = export.OnnxDeblurrer(path, num_threads=2)
+    assert runner.input_names == ("images",)
+    for shape in ((1, 37, 53, 3), (2, 16, 24, 3), (1, 5, 3, 3)):
+        images = rng.random(shape, dtype=np.float32)
+        got = runner(images)
+        assert got.shape == shape and got.dtype == np.float32
+        assert np.abs(got - _keras(single["model"], images)).max() <= 1e-4, shape
+    with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+        runner(rng.random((1, 8, 8, 4), dtype=np.float32))
+
+    dual_runner = export.OnnxDeblurrer(export.convert_to_onnx(dual["model"]))
+    assert dual_runner.input_names == ("left", "right", "centre")
+    views = [rng.random((1, 21, 19, 3), dtype=np.float32) for _ in range(3)]
+    assert np.abs(dual_runner(*views) - _keras(dual["model"], *views)).max() <= 1e-4
+
+
+def test_onnx_export_without_the_extra_says_what_to_install(single, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import fails
+    with pytest.raises(ImportError, match=r"pip install 'kpac_tf\[onnx\]'"):
+        export.export_saved_model(single["model"], tmp_path, "kpac", onnx=True)
+    assert list((tmp_path / "kpac").iterdir()) == []  # refused before writing anything
+    with pytest.raises(ImportError, match="tf2onnx"):
+        export.convert_to_onnx(single["model"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    available, reason = export.onnx_available()
+    assert not available and "tf2onnx and onnxruntime not installed" in reason

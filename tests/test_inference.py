@@ -1,17 +1,21 @@
-"""Deblurrer: tiling geometry, tiled == whole, self-ensemble, dual-pixel, compiled once."""
+"""Deblurrer: tiling geometry, tiled == whole, self-ensemble, dual-pixel, compiled once,
+precision (float32, bfloat16, auto)."""
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import skimage.data
 import skimage.transform
+import tensorflow as tf
 
-from kpac_tf import build_kpac
+from kpac_tf import build_kpac, cpu
 from kpac_tf.inference import (
     ENSEMBLE_TRANSFORMS,
     Deblurrer,
     feather_weights,
     plan_axis,
+    resolve_precision,
     tile_size_for_budget,
 )
 
@@ -126,3 +130,93 @@ def test_bad_arrays_are_rejected(rng):
         deblurrer.deblur(np.zeros((0, 10, 3), np.float32))
     with pytest.raises(ValueError, match="overlap"):
         Deblurrer(build_kpac("kpac-2level"), tile_size=64, overlap=40)
+
+
+# ---------------------------------------------------------------------------------------
+# Precision.
+
+
+def test_float32_precision_is_the_plain_compiled_forward(rng):
+    model = _strong_residual_model("kpac-2level")
+    image = rng.random((37, 53, 3), dtype=np.float32)
+    deblurrer = Deblurrer(model, precision="float32")
+    assert deblurrer.precision == "float32" and deblurrer.model is model
+    # What the Deblurrer ran before it had a precision setting.
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    want = np.clip(forward(tf.constant(image[None]))[0].numpy(), 0.0, 1.0)
+    np.testing.assert_array_equal(deblurrer.deblur(image), want)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bf16", "", "FLOAT32", None])
+def test_unknown_precision_is_a_value_error(precision):
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        Deblurrer(build_kpac("kpac-2level"), precision=precision)
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        ({"sse4_2", "avx2", "avx512f"}, "float32"),
+        ({"avx2", "avx512f", "avx512_bf16"}, "float32"),  # no measured inference gain
+        ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bfloat16"),
+        (set(), "float32"),
+    ],
+)
+def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    precision, reason = resolve_precision("auto")
+    assert precision == expected
+    assert ("AMX-BF16" in reason) if expected == "bfloat16" else reason
+    assert resolve_precision("float32")[0] == "float32"
+    assert resolve_precision("bfloat16")[0] == "bfloat16"
+
+
+def test_auto_is_float32_on_a_cpu_without_bfloat16(monkeypatch):
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    model = build_kpac("kpac-2level")
+    deblurrer = Deblurrer(model)
+    assert deblurrer.precision == "float32" and deblurrer.model is model
+    assert "neither AMX-BF16 nor AVX512-BF16" in deblurrer.precision_reason
+
+
+def test_bfloat16_tiles_are_larger_for_the_same_budget():
+    assert tile_size_for_budget(512, 8, "bfloat16") > tile_size_for_budget(512, 8, "float32")
+    assert tile_size_for_budget(512, 8, "float32") == tile_size_for_budget(512)
+    with pytest.raises(ValueError, match="precision"):
+        tile_size_for_budget(512, 8, "auto")
+
+
+def test_forced_bfloat16_gives_float32_output_close_to_float32():
+    """Runs anywhere (emulated bfloat16 is slow but correct), so the image is tiny."""
+    model = _strong_residual_model("kpac-2level", seed=3)
+    image = _photo(40, 56)
+    full = Deblurrer(model, precision="float32").deblur(image)
+    deblurrer = Deblurrer(model, precision="bfloat16", memory_budget_mb=64, overlap=16)
+    assert deblurrer.precision == "bfloat16" and deblurrer.model is not model
+    assert deblurrer.model.get_layer("block1").compute_dtype == "bfloat16"
+    assert deblurrer.model.get_layer("residual_add").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # nothing global stays changed
+    float32_tiles = Deblurrer(model, precision="float32", memory_budget_mb=64, overlap=16)
+    assert deblurrer.tile_size > float32_tiles.tile_size
+    half = deblurrer.deblur(image)
+    assert half.dtype == np.float32 and half.shape == image.shape
+    assert np.all(np.isfinite(half)) and half.min() >= 0.0 and half.max() <= 1.0
+    assert np.abs(full - image).mean() > 0.02  # the network really changes the image
+    assert 0 < np.abs(half - full).max() < 0.02  # bfloat16 really ran, and stays close
+    assert _psnr(half, full) > 50
+
+
+def test_bfloat16_on_a_photo_is_within_50_db_of_float32():
+    """The bundled 3-level weights on a real photo: bfloat16 against float32."""
+    features = cpu.bf16_features()
+    if not features:
+        pytest.skip(f"{cpu.fast_bfloat16()[1]}; this check runs on CPUs with AMX-BF16 or AVX512-BF16")
+    from kpac_tf.weights import load_model
+
+    model = load_model("kpac-3level")
+    image = skimage.data.chelsea().astype(np.float32) / 255.0
+    full = Deblurrer(model, precision="float32").deblur(image)
+    half = Deblurrer(model, precision="bfloat16").deblur(image)
+    assert half.dtype == np.float32 and half.shape == image.shape
+    assert _psnr(half, full) >= 50.0

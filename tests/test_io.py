@@ -330,3 +330,83 @@ def test_quantize_numpy_and_tensor_agree(rng):
         np.testing.assert_array_equal(kio.quantize(tf.constant(x), bits).numpy(), q)
     with pytest.raises(ValueError):
         kio.quantize(x, 12)
+
+
+# --------------------------------------------------------------------------- #
+# The pixel limit
+# --------------------------------------------------------------------------- #
+def _black_png(width: int, height: int) -> bytes:
+    """A valid 8-bit gray PNG of any size, compressed row by row (never held decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    compressor = zlib.compressobj(1)
+    row = bytes(1 + width)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+def _one_sentence(message: str) -> bool:
+    return message.count(". ") == 0 and message.endswith(".")
+
+
+def test_a_valid_30000x30000_png_is_too_large_never_corrupt(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_black_png(30000, 30000))
+    assert kio.image_size(path.read_bytes()) == (30000, 30000)
+    with pytest.raises(kio.ImageError) as info:
+        kio.read_image(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: image too large to read: 30000x30000 pixels (900.0 MP")
+    assert f"limit of {kio.MAX_PIXELS:,} pixels" in message and "--max_pixels" in message
+    assert "corrupt" not in message and _one_sentence(message)
+    # Above TensorFlow's own PNG limit, a raised limit still never says "corrupt".
+    with pytest.raises(kio.ImageError) as info:
+        kio.read_image(path, max_pixels=10**10)
+    message = str(info.value)
+    assert "image too large to decode (30000x30000 pixels" in message, message
+    assert "corrupt" not in message and _one_sentence(message)
+
+
+def _small_files(tmp_path, rng) -> dict:
+    image = rng.random((30, 40, 3))
+    files = {}
+    for ext in (".png", ".jpg", ".tif"):
+        files[ext] = tmp_path / f"photo{ext}"
+        kio.write_image(files[ext], image)
+    for ext, fmt in ((".bmp", "BMP"), (".webp", "WEBP"), (".gif", "GIF")):
+        files[ext] = tmp_path / f"photo{ext}"
+        Image.fromarray((image * 255).astype(np.uint8)).save(files[ext], format=fmt)
+    return files
+
+
+def test_pixel_limit_applies_to_every_format(tmp_path, rng, monkeypatch):
+    for ext, path in _small_files(tmp_path, rng).items():
+        assert kio.image_size(path.read_bytes()) == (40, 30), ext
+        assert kio.read_image(path, max_pixels=1200).rgb.shape == (30, 40, 3), ext
+        with pytest.raises(kio.ImageError) as info:
+            kio.read_image(path, max_pixels=1199)
+        message = str(info.value)
+        assert message.startswith(f"{path}: image too large to read: 40x30 pixels"), message
+        assert "limit of 1,199 pixels" in message and "--max_pixels" in message
+        assert _one_sentence(message)
+    monkeypatch.setattr(kio, "MAX_PIXELS", 1000)  # the module default follows the constant
+    with pytest.raises(kio.ImageError, match="limit of 1,000 pixels"):
+        kio.read_image(tmp_path / "photo.png")
+    assert kio.image_size(b"not an image") is None
+    assert kio.image_size(b"\x89PNG\r\n\x1a\n") is None  # header cut short
+
+
+def test_graph_size_reader_matches_the_files(tmp_path, rng):
+    files = _small_files(tmp_path, rng)
+    for ext in (".png", ".jpg"):
+        height, width = kio.encoded_image_size_tensor(tf.constant(files[ext].read_bytes()))
+        assert (int(height), int(width)) == (30, 40), ext
+    height, width = kio.encoded_image_size_tensor(tf.constant(_black_png(70000, 3)))
+    assert (int(height), int(width)) == (3, 70000)

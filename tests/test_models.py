@@ -182,3 +182,74 @@ def test_mixed_precision_keeps_the_residual_path_float32(mixed_bfloat16, rng):
     last = mixed.get_layer("d2_2")
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
     np.testing.assert_allclose(np.asarray(mixed(image)), image, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# A graph other runtimes accept, with the same numbers.
+
+
+@pytest.mark.parametrize("kernel_size,dilation", [(5, 2), (5, 3), (4, 3), (3, 1)])
+def test_explicit_padding_equals_same_padding(kernel_size, dilation, rng):
+    import tensorflow as tf
+
+    from kpac_tf import layers as kl
+
+    x = rng.standard_normal((2, 13, 17, 6)).astype("float32")
+    kernel = rng.standard_normal((kernel_size, kernel_size, 6, 4)).astype("float32")
+    want = tf.nn.conv2d(x, kernel, strides=1, padding="SAME", dilations=dilation).numpy()
+    got = tf.nn.conv2d(
+        x, kernel, strides=1, padding=kl.same_padding(kernel_size, dilation), dilations=dilation
+    ).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    layer = kl.DilatedConv2D(4, kernel_size, dilation_rate=dilation, padding="same")
+    reference = keras.layers.Conv2D(4, kernel_size, dilation_rate=dilation, padding="same")
+    for conv_layer in (layer, reference):
+        conv_layer.build(x.shape)
+        conv_layer.set_weights([kernel, np.arange(4, dtype="float32")])
+    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(reference(x)), atol=1e-5)
+    assert layer.compute_output_shape(x.shape) == (2, 13, 17, 4)
+
+
+def _graph_ops(model):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return function.graph.get_operations()
+
+
+def test_graph_has_no_dilated_same_convs_and_no_tile():
+    """ONNX Runtime refuses dilated convs with 'SAME' padding; OpenVINO's TensorFlow
+    front end mis-infers the shape of the tile that broadcast beta."""
+    ops = _graph_ops(build_kpac("kpac-2level"))
+    convs = [op for op in ops if op.type == "Conv2D"]
+    dilated = [op for op in convs if max(op.get_attr("dilations")) > 1]
+    assert len(dilated) == 2 * (4 + 4)  # per block: rates 2..5 and the 4 scale-attention convs
+    assert all(op.get_attr("padding") == b"EXPLICIT" for op in dilated)
+    # tf.repeat's own tile (alpha, one channel per rate) converts fine; beta's must not be one.
+    assert not [op.name for op in ops if op.type == "Tile" and "/Repeat/" not in op.name]
+
+
+def test_last_conv_can_run_in_the_compute_dtype_for_inference(rng):
+    from kpac_tf.weights import get_arrays, set_arrays, weight_layout
+
+    full = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        training_like = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+        lean = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2), float32_last_conv=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert training_like.get_layer("d2_2").compute_dtype == "float32"
+    assert lean.get_layer("d2_2").compute_dtype == "bfloat16"
+    assert lean.get_layer("residual_add").compute_dtype == "float32"
+    assert [name for name, _ in weight_layout(lean)] == [name for name, _ in weight_layout(full)]
+    for model in (training_like, lean):
+        set_arrays(model, get_arrays(full), "the float32 model")
+    image = rng.uniform(size=(1, 24, 40, 3)).astype("float32")
+    out_full, out_lean = np.asarray(full(image)), np.asarray(lean(image))
+    assert out_lean.dtype == np.float32
+    assert 0 < np.abs(out_lean - out_full).max() < 0.02
+    last = lean.get_layer("d2_2")
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    np.testing.assert_allclose(np.asarray(lean(image)), image, atol=1e-6)  # exact residual base
