@@ -14,7 +14,13 @@ Measures, in one run:
      DPDD-like files (16-bit 1680x1120 PNGs, random crops), decoded for every sample
      or cached in memory (``--cache``);
 and prints how many times faster each pipeline is than the faster of the two training
-steps (it should be at least 5x, so that input never stalls training).
+steps (it should be at least 5x, so that input never stalls training);
+  3. the real training loop WITH its input pipeline, in float32 and in the mixed
+     precision of this machine, fed by the synthetic renderer on the fly (photos, the
+     photo recipe's renderer options) and by a pre-rendered pool (``--pool``, or a small
+     pool rendered into a temporary folder), and the share of each step's time that
+     goes to making its input: 1 - (loop steps/s) / (steps/s on resident data).
+The CPU's bfloat16 flags are printed beside the figures.
 """
 from __future__ import annotations
 
@@ -32,11 +38,29 @@ flags.DEFINE_integer("warmup", 2, "Untimed training steps (tracing, allocation).
 flags.DEFINE_integer("steps", 10, "Timed training steps.")
 flags.DEFINE_integer("pipeline_batches", 20, "Timed batches per input pipeline.")
 flags.DEFINE_integer("dpdd_files", 8, "DPDD-like file pairs to write for the file pipeline.")
+flags.DEFINE_string("pool", None, "A rendered pool for the loop benchmark (default: a small "
+                    "temporary one).")
+flags.DEFINE_string("photos", None, "A photo folder (fetch_training_photos.py) for the on-the-fly "
+                    "renderer (default: scikit-image's training photos).")
+flags.DEFINE_boolean("loop", True, "Also time the training loop with its input pipeline.")
+
+#: Renderer options of the photo recipe (experiments/configs/photos_cpu.flags).
+RECIPE_OPTIONS = ("max_radius=1:16", "noise_sigma=0.002:0.008", "sharp_probability=0.2",
+                  "photo_scale=0.8:1.5", "base_blur=0:1")
+
+
+def _resident_data(tf, batch: int, crop: int):
+    blurred = tf.random.stateless_uniform([batch, crop, crop, 3], seed=[1, 2])
+    sharp = tf.clip_by_value(blurred + 0.05 * tf.random.stateless_normal(blurred.shape, seed=[3, 4]), 0, 1)
+    radius = tf.random.stateless_uniform([batch, crop, crop, 1], seed=[5, 6], maxval=4.0)
+    return tf.data.Dataset.from_tensors((blurred, sharp, radius)).repeat()
 
 
 def _time_training(tf, preset: str, batch: int, crop: int, warmup: int, steps: int,
-                   policy: str = "float32") -> float:
-    """Steps/s of the training step under the Keras dtype ``policy`` (as kpac-train sets it)."""
+                   policy: str = "float32", dataset=None) -> float:
+    """Steps/s of the training loop under the Keras dtype ``policy`` (as kpac-train sets
+    it), fed by ``dataset`` (default: one batch resident in memory, so only the step is
+    timed), with the photo recipe's in-focus weight."""
     import keras
 
     from kpac_tf import models, training
@@ -46,13 +70,12 @@ def _time_training(tf, preset: str, batch: int, crop: int, warmup: int, steps: i
         strategy = tf.distribute.get_strategy()
         config = training.TrainConfig(steps=warmup + steps, batch_size=batch)
         network = models.build_kpac(preset)
-        trainer = training.KPACTrainer(network)
+        trainer = training.KPACTrainer(network, infocus_weight=5.0)
         optimizer = training.make_optimizer(config)
         trainer.compile(optimizer=optimizer, jit_compile=False)
         optimizer.build(network.trainable_variables)
-        blurred = tf.random.stateless_uniform([batch, crop, crop, 3], seed=[1, 2])
-        sharp = tf.clip_by_value(blurred + 0.05 * tf.random.stateless_normal(blurred.shape, seed=[3, 4]), 0, 1)
-        dataset = tf.data.Dataset.from_tensors((blurred, sharp)).repeat()
+        if dataset is None:
+            dataset = _resident_data(tf, batch, crop)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         loop = training.make_train_loop(strategy, trainer)
         logs, _ = loop(iterator, warmup)
@@ -121,6 +144,40 @@ def main(argv):
     for name, rate in results.items():
         verdict = "ok" if rate >= 5 * step_rate else "TOO SLOW (< 5x)"
         print(f"pipeline {name:42s} {rate:8.3f} batches/s = {rate / step_rate:6.1f}x the training step  [{verdict}]")
+    if FLAGS.loop:
+        _time_loops(tf, rates, config, batch, crop)
+
+
+def _loop_sources(crop: int, folder: str) -> dict:
+    """The recipe's input pipelines: the renderer on the fly, and a pool."""
+    from kpac_tf.data import pipeline, pool
+    from kpac_tf.data.synthetic import synthetic_config_from_overrides
+
+    kinds = [f"photos={FLAGS.photos}" if FLAGS.photos else "skimage", "deadleaves"]
+    config = synthetic_config_from_overrides(RECIPE_OPTIONS)
+    live = pipeline.make_synthetic_source(kinds, crop, config=config, with_radius=True)
+    pool_dir = FLAGS.pool
+    if pool_dir is None:
+        pool_dir = os.path.join(folder, "pool")
+        pool.render_pool(pool_dir, 48, kinds=kinds, size=crop + crop // 2, config=config)
+    return {"renderer on the fly": live, f"pool ({os.path.basename(pool_dir.rstrip('/'))})":
+            pool.PoolSource(pool_dir, with_radius=True)}
+
+
+def _time_loops(tf, rates: dict, config, batch: int, crop: int) -> None:
+    from kpac_tf import cpu
+    from kpac_tf.data import pipeline
+
+    print(f"CPU bfloat16 features: {', '.join(cpu.bf16_features()) or 'none'}")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, source in _loop_sources(crop, folder).items():
+            for policy, resident in rates.items():
+                dataset = pipeline.make_train_dataset(source, config, per_replica_batch=batch)
+                rate = _time_training(tf, FLAGS.preset, batch, crop, FLAGS.warmup, FLAGS.steps,
+                                      policy, dataset)
+                share = max(0.0, 1.0 - rate / resident)
+                print(f"loop {policy:15s} + {name:28s} {rate:8.3f} steps/s = "
+                      f"{rate / rates['float32']:.2f}x float32 resident; input share {share:5.1%}")
 
 
 if __name__ == "__main__":
