@@ -13,14 +13,17 @@ so there is one loop and one step function for all of them.
     WORKDIR/checkpoints/   tf.train.Checkpoint of model, optimizer, step, wall time
     WORKDIR/tensorboard/   scalars (losses, learning rate, steps/s, validation PSNR), images
     WORKDIR/model.weights.npz  final weights (kpac_tf.weights format)
-    WORKDIR/train_record.json  what was run: command, data, steps, wall time, results
+    WORKDIR/train_record.json  what was run: command, data, steps, wall time, results, and
+                               every invocation of the run ("history")
 
 - Resuming: rerunning in the same work directory restores the latest checkpoint
   (model, optimizer state, step) and restarts the data stream at that step: the
   pipeline is indexed by sample number (:mod:`kpac_tf.data.pipeline`), so the data
   position is the step. TensorFlow writes checkpoint files under temporary names and
   updates the ``checkpoint`` index atomically, so a run killed at any moment (even
-  SIGKILL during a save) resumes from its last complete checkpoint.
+  SIGKILL during a save) resumes from its last complete checkpoint. A finished run
+  (checkpoint at ``steps``, weights and record written) is left alone: ``train``
+  returns its result and writes nothing.
 - NaN guard: a non-finite loss stops the run with :class:`NonFiniteLossError` before
   anything else is saved; the last good checkpoint stays the latest.
 - Multi-worker: every worker runs the same loop; only the chief writes summaries,
@@ -163,7 +166,8 @@ class TrainData:
 
 @dataclasses.dataclass
 class TrainResult:
-    """Outcome of :func:`train` (``network``: the trained Keras model)."""
+    """Outcome of :func:`train` (``network``: the trained Keras model; ``wall_time``: the
+    run's training time over all invocations, ``seconds``: this invocation's, in seconds)."""
 
     step: int
     start_step: int
@@ -173,6 +177,7 @@ class TrainResult:
     wall_time: float
     record: dict[str, Any]
     network: keras.Model | None = None
+    seconds: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -552,13 +557,7 @@ def train(
 
     latest = tf.train.latest_checkpoint(paths.checkpoints)
     if latest:
-        try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise ValueError(
-                f"The checkpoint {latest} does not fit this model or optimizer ({_first_line(error)[:200]}); "
-                "rerun with the model flags of that run, or use a new work directory."
-            ) from None
+        _restore(checkpoint, latest)
         logging.info("Resumed from %s (step %d).", latest, int(step_var.numpy()))
         if init_from:
             logging.info("Ignoring init_from=%s: the run resumes from its checkpoint.", init_from)
@@ -568,6 +567,9 @@ def train(
     start_step = int(step_var.numpy())
     last_saved = start_step if latest else None
     wall_before = float(wall_var.numpy())
+    if start_step >= config.steps and tf.io.gfile.exists(paths.weights) and tf.io.gfile.exists(paths.record):
+        logging.info("Already at step %d of %d: nothing to do; nothing is written.", start_step, config.steps)
+        return _finished_result(paths, start_step, wall_before, network)
 
     def train_dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return kpipe.make_train_dataset(
@@ -682,18 +684,69 @@ def train(
         "val_psnr": val_psnr,
     }
     record.update(record_extra or {})
+    seconds = time.time() - started
     if step == start_step and paths.chief and tf.io.gfile.exists(paths.record):
-        # Nothing trained (the run was already finished): keep the run's record.
-        with tf.io.gfile.GFile(paths.record) as stream:
-            record = json.load(stream)
+        # Nothing trained (stopped before the first step): keep the run's record.
+        record = _read_json(paths.record)
         logs, val_psnr = record.get("final_logs", {}), record.get("val_psnr")
+    elif paths.chief:
+        record["history"] = _history(paths.record, record, seconds)
     if paths.chief:
         if step >= config.steps:
             weights_path = str(kweights.save_weights(network, paths.weights))
             record["weights"] = weights_path
         _write_json(paths.record, record)
     return TrainResult(step=step, start_step=start_step, logs=logs, val_psnr=val_psnr,
-                       weights_path=weights_path, wall_time=wall_time, record=record, network=network)
+                       weights_path=weights_path, wall_time=wall_time, record=record, network=network,
+                       seconds=seconds)
+
+
+def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restore ``path``; one ValueError (and no TensorFlow warnings) if it does not fit."""
+    status = None
+    try:
+        status = checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        if status is not None:
+            status.expect_partial()  # silences the "unrestored values" warnings
+        raise ValueError(
+            f"The checkpoint {path} does not fit this model or optimizer ({_first_line(error)[:200]}); "
+            "rerun with the model flags of that run, or use a new work directory."
+        ) from None
+
+
+def _read_json(path: str) -> dict:
+    with tf.io.gfile.GFile(path) as stream:
+        return json.load(stream)
+
+
+def _finished_result(paths: "_Workdir", step: int, wall_time: float, network) -> TrainResult:
+    """The result of a run that was already finished, from its files (nothing is written)."""
+    record = _read_json(paths.record)
+    return TrainResult(step=step, start_step=step, logs=record.get("final_logs", {}),
+                       val_psnr=record.get("val_psnr"), weights_path=paths.weights,
+                       wall_time=wall_time, record=record, network=network)
+
+
+def _history(record_path: str, record: dict, seconds: float) -> list[dict]:
+    """The run's invocations so far (from the previous record, if any) and this one."""
+    history: list[dict] = []
+    if tf.io.gfile.exists(record_path):
+        try:
+            previous = _read_json(record_path)
+        except ValueError:
+            previous = {}
+        history = previous.get("history") or ([_invocation(previous)] if previous else [])
+    return history + [_invocation(record, seconds)]
+
+
+def _invocation(record: dict, seconds: float | None = None) -> dict:
+    """One history entry: what was run and which steps it trained."""
+    keys = ("command", "flags", "dtype_policy", "start_step", "step", "init_from")
+    entry = {key: record.get(key) for key in keys}
+    entry["seconds"] = round(seconds, 3) if seconds is not None else None
+    return entry
 
 
 def _preview_batch(data: TrainData):

@@ -218,13 +218,21 @@ def export_authors_npz(model: keras.Model, path: str | os.PathLike) -> None:
 # The project's own format.
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_savez(path: Path, entries: dict) -> None:
-    """np.savez into a temporary file beside ``path``, then rename (no partial files)."""
+    """np.savez into a temporary file beside ``path``, then rename (no partial files).
+    The file gets the mode of any new file (0o666 less the umask), not mkstemp's 0o600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **entries)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -263,9 +271,19 @@ def read_own_weights(path: str | os.PathLike) -> tuple[ModelConfig, list[np.ndar
     return config, arrays
 
 
+#: The authors' released file for each preset.
+AUTHORS_FILES = {"kpac-2level": "single_2level.npz", "kpac-3level": "single_3level.npz",
+                 "kpac-dual": "dual.npz"}
+
+
 def bundled_weights_path(preset: str) -> Path:
     """Path of the weights bundled for ``preset`` (may not exist)."""
     return ASSETS_DIR / f"{preset}{OWN_SUFFIX}"
+
+
+def bundled_presets() -> list[str]:
+    """The presets whose weights ship with the package."""
+    return sorted(name for name in PRESETS if bundled_weights_path(name).is_file())
 
 
 def _resolve(source: str | os.PathLike) -> tuple[str, Path]:
@@ -273,9 +291,11 @@ def _resolve(source: str | os.PathLike) -> tuple[str, Path]:
     if isinstance(source, str) and source in PRESETS:
         path = bundled_weights_path(source)
         if not path.is_file():
+            shipped = ", ".join(bundled_presets()) or "none"
             raise FileNotFoundError(
-                f"No weights are bundled for preset {source!r}; pass a weights file "
-                f"(the project's *{OWN_SUFFIX} or the authors' npz from {AUTHORS_URL})."
+                f"No weights are bundled for {source!r}: only {shipped} ships weights. Use the "
+                f"authors' {AUTHORS_FILES.get(source, 'npz')} from {AUTHORS_URL}, or train your own "
+                f"(kpac-train --preset={source}), and pass that file as the weights."
             )
         return "own", path
     path = Path(source)

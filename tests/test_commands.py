@@ -1,13 +1,58 @@
-"""The commands coexist: every absl flag is defined once, and each command's --help works."""
+"""What every command shares: --help / -h, only the flags it uses, usage errors (exit 2),
+quiet logs; and kpac-demo on the bundled sample and on a photo of one's own."""
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-COMMANDS = ["deblur", "demo", "evaluate", "export", "train"]
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = {"deblur": "kpac-deblur", "demo": "kpac-demo", "evaluate": "kpac-eval",
+            "export": "kpac-export", "train": "kpac-train"}
+#: Flags each command must list in its help (a few of its own and of the shared groups).
+OWN_FLAGS = {
+    "deblur": ["--weights", "--preset", "--tile", "--overlap", "--memory_budget", "--ensemble",
+               "--output_dir", "--overwrite", "--suffix", "--dual_pixel"],
+    "demo": ["--weights", "--preset", "--output_dir", "--sample"],
+    "evaluate": ["--weights", "--preset", "--tile", "--ensemble", "--bit_depth", "--output_dir",
+                 "--overwrite", "--baseline", "--dpdd_root", "--lpips"],
+    "export": ["--weights", "--preset", "--export_dir", "--model_name", "--version", "--tflite"],
+    "train": ["--data", "--workdir", "--preset", "--bit_depth", "--init_from", "--steps",
+              "--val_data", "--val_images", "--mixed_precision", "--infocus_weight", "--log_every"],
+}
+#: Flags a command must not accept (each was once accepted and ignored).
+REJECTED = [
+    ("train", "--weights=kpac-3level"),
+    ("deblur", "--bit_depth=16"),
+    ("export", "--output_dir=out"),
+    ("export", "--bit_depth=16"),
+    ("export", "--ensemble"),
+    ("demo", "--tile=64"),
+]
+#: A line from TensorFlow's C++ logger (absl format) or its Python logger.
+TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages|.*absl::InitializeLog"
+                         r"|WARNING:tensorflow|To enable the following instructions)")
+
+
+def default_env() -> dict:
+    """The environment of a user who set nothing: no TF_CPP_MIN_LOG_LEVEL."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def run_command(name: str, *args: str, timeout: int = 300, cwd=None, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"kpac_tf.cli.{name}", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**default_env(), **env}, cwd=cwd)
+
+
+def tf_log_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if TF_LOG_LINE.match(line)]
 
 
 def test_all_commands_import_into_one_process():
@@ -15,29 +60,113 @@ def test_all_commands_import_into_one_process():
         importlib.import_module(f"kpac_tf.cli.{name}")  # a duplicate flag would raise here
 
 
-@pytest.mark.parametrize("name", ["deblur", "train"])
-def test_help_lists_the_shared_flags(name):
-    result = subprocess.run(
-        [sys.executable, "-m", f"kpac_tf.cli.{name}", "--helpfull"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert "Traceback" not in result.stderr  # absl exits 1 after printing help
-    for flag in ("--weights", "--preset", "--bit_depth"):
-        assert flag in result.stdout
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_shows_usage_and_the_commands_own_flags(name):
+    for option in ("--help", "-h"):
+        result = run_command(name, option, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"{COMMANDS[name]}: ")
+        assert "usage:" in result.stdout and "Exit status:" in result.stdout
+        assert "Try --helpfull" not in result.stdout and not result.stderr
+        listed = set(re.findall(r"^  (?:--\[no\]|--)(\w+)", result.stdout, re.MULTILINE))
+        for flag in OWN_FLAGS[name]:
+            assert flag[2:] in listed, (name, flag)
+        assert "logtostderr" not in listed and "only_check_args" not in listed  # absl's stay in --helpfull
+    default_dir = {"deblur": "deblurred", "demo": "demo_output", "evaluate": "eval_results"}.get(name)
+    if default_dir:
+        assert f"default: {default_dir}" in " ".join(result.stdout.split())
 
 
-def test_demo_writes_the_result_and_the_figure(tmp_path):
+@pytest.mark.parametrize("name, flag", REJECTED)
+def test_flags_a_command_does_not_use_are_rejected(name, flag):
+    result = run_command(name, flag, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{COMMANDS[name]}: error: Unknown command line flag '{flag[2:].split('=')[0]}'"
+    assert f"{COMMANDS[name]} --help" in lines[1] and len(lines) == 2
+
+
+@pytest.mark.parametrize("name, args", [
+    ("deblur", []), ("export", []), ("export", ["--export_dir=x", "extra"]), ("train", ["--workdir=x"]),
+    ("train", ["--data=synthetic", "--workdir=x", "extra"]), ("demo", ["a.png", "b.png"]),
+    ("evaluate", ["extra"]),
+])
+def test_usage_errors_exit_2_with_one_line_and_a_pointer_to_help(name, args, tmp_path):
+    result = run_command(name, *args, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{COMMANDS[name]}: error: ")
+    assert lines[1] == f"Run '{COMMANDS[name]} --help' for its usage and flags."
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+OUTPUT_FLAG_ARGS = {
+    "deblur": ("--output_dir", ["in.png", "--weights=absent.npz"]),
+    "demo": ("--output_dir", ["--weights=absent.npz"]),
+    "export": ("--export_dir", ["--weights=absent.npz"]),
+    "train": ("--workdir", ["--data=synthetic"]),
+    "evaluate": ("--output_dir", ["--baseline=identity", "--source_dir=s", "--target_dir=t", "--nolpips"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_FLAG_ARGS))
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(name, tmp_path):
+    """Checked before the weights are loaded (they are absent here) or the inputs read."""
+    flag, args = OUTPUT_FLAG_ARGS[name]
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "in.png").write_bytes(b"")
+    for folder in ("s", "t"):
+        (tmp_path / folder).mkdir()
+    for target, problem in (("a_file", "is a file, not a folder."),
+                            ("a_file/sub", "cannot be created: a_file is not a folder.")):
+        result = run_command(name, *args, f"{flag}={target}", timeout=120, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [f"{COMMANDS[name]}: error: {flag}={target} {problem}"]
+
+
+def test_demo_sample_quietly_writes_the_result_and_the_figure(tmp_path):
     from kpac_tf import build_kpac
     from kpac_tf.io import read_image
     from kpac_tf.weights import save_weights
 
     weights = save_weights(build_kpac("kpac-3level"), tmp_path / "random")
-    result = subprocess.run(
-        [sys.executable, "-m", "kpac_tf.cli.demo", f"--weights={weights}", f"--output_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, timeout=300,
-    )
+    # A first run: matplotlib builds its font cache (and would say so) in an empty folder.
+    result = run_command("demo", f"--weights={weights}", f"--output_dir={tmp_path / 'out'}",
+                         MPLCONFIGDIR=str(tmp_path / "matplotlib"))
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # no TensorFlow, absl or matplotlib lines
     assert "input   : PSNR" in result.stdout and "deblurred: PSNR" in result.stdout
     figure = read_image(tmp_path / "out" / "coffee_before_after.png")
     assert figure.width > 1000
     assert read_image(tmp_path / "out" / "coffee_deblurred.png").rgb.shape == (400, 600, 3)
+
+
+def test_demo_deblurs_a_photo_of_ones_own(tmp_path, rng):
+    from kpac_tf import build_kpac
+    from kpac_tf.io import read_image, write_image
+    from kpac_tf.weights import save_weights
+
+    weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "random")
+    write_image(tmp_path / "holiday.jpg", rng.random((48, 64, 3)))
+    out = tmp_path / "out"
+    result = run_command("demo", str(tmp_path / "holiday.jpg"), f"--weights={weights}", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert tf_log_lines(result.stderr) == [] and result.stderr == ""
+    assert "PSNR" not in result.stdout and "holiday.jpg (64x48)" in result.stdout
+    assert read_image(out / "holiday_deblurred.png").rgb.shape == (48, 64, 3)
+    assert read_image(out / "holiday_before_after.png").width > 500
+    assert sorted(p.name for p in out.iterdir()) == ["holiday_before_after.png", "holiday_deblurred.png"]
+    missing = run_command("demo", str(tmp_path / "absent.jpg"), f"--weights={weights}", f"--output_dir={out}")
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines() == [f"kpac-demo: error: {tmp_path / 'absent.jpg'}: file not found."]
+
+
+def test_export_prints_only_the_version_folder(tmp_path):
+    from kpac_tf import build_kpac
+    from kpac_tf.weights import save_weights
+
+    weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "random")
+    result = run_command("export", f"--weights={weights}", f"--export_dir={tmp_path / 'models'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # none of TensorFlow's SavedModel lines
+    assert result.stdout == f"{tmp_path / 'models' / 'kpac' / '1'}\n"

@@ -1,6 +1,8 @@
-"""kpac-deblur: formats kept, bad inputs reported one line each, nothing lost."""
+"""kpac-deblur: formats kept, bad inputs reported one line each, nothing lost, checks
+before the work, quiet console output, file modes."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import pytest
 from absl import flags
 
 from kpac_tf import build_kpac, io as kio
-from kpac_tf.cli import deblur
+from kpac_tf.cli import deblur, runner
 from kpac_tf.weights import save_weights
 
 
@@ -21,7 +23,7 @@ def weights_file(tmp_path_factory):
 def _run(argv):
     flags.FLAGS.unparse_flags()
     remaining = flags.FLAGS(["kpac-deblur", *argv])
-    return deblur.main(remaining)
+    return runner.call_main("kpac-deblur", deblur.main, remaining)
 
 
 def _write_inputs(folder, rng):
@@ -47,7 +49,7 @@ def test_folder_with_good_and_bad_files(tmp_path, rng, weights_file, capsys):
     status = _run([f"--weights={weights_file}", f"--output_dir={out}", str(inputs), str(tmp_path / "missing.png")])
     captured = capsys.readouterr()
     assert status == 1
-    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    errors = [line for line in captured.err.splitlines() if line.startswith("kpac-deblur: error:")]
     assert len(errors) == 4
     for name in ("truncated.png", "empty.png", "notes.jpg", "missing.png"):
         assert sum(name in line for line in errors) == 1
@@ -120,12 +122,117 @@ def test_dual_pixel_triples(tmp_path, rng, capsys):
     assert "triples" in capsys.readouterr().err
 
 
-def test_console_entry_point_exit_status(tmp_path):
-    """The installed command's process exits non-zero with one error line."""
+def test_default_console_output_is_the_commands_own(tmp_path, rng, weights_file):
+    """A real process, no TF_CPP_MIN_LOG_LEVEL: one error line, one summary line, nothing else."""
+    kio.write_image(tmp_path / "good.png", rng.random((24, 32, 3)))
+    (tmp_path / "bad.jpg").write_text("not a jpeg")
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     result = subprocess.run(
-        [sys.executable, "-m", "kpac_tf.cli.deblur", str(tmp_path / "absent.png"),
-         f"--weights={tmp_path / 'absent.weights.npz'}"],
+        [sys.executable, "-m", "kpac_tf.cli.deblur", "good.png", "bad.jpg", f"--weights={weights_file}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "kpac-deblur: error: bad.jpg: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF or WebP data)."
+    ]
+    out = result.stdout.splitlines()
+    assert len(out) == 1 and out[0].startswith("1 deblurred, 1 failed, ")
+    assert out[0].endswith(" s; results in deblurred/")
+    assert (tmp_path / "deblurred" / "good_deblurred.png").is_file()
+
+
+def test_missing_weights_in_a_process_exit_2(tmp_path):
+    """The installed command's process exits 2 with one error line."""
+    (tmp_path / "a.png").write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-m", "kpac_tf.cli.deblur", str(tmp_path / "a.png"),
+         f"--weights={tmp_path / 'absent.weights.npz'}", f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert "error:" in result.stderr and "no such weights file" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "no such weights file" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_checks_come_before_the_model(tmp_path, rng, monkeypatch, capsys):
+    """Missing inputs or an unusable output folder never load a model or create a folder."""
+    def no_model(weights):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(deblur, "load_deblurrer", no_model)
+    out = tmp_path / "out"
+    assert _run([f"--output_dir={out}", str(tmp_path / "a.png"), str(tmp_path / "b*.png")]) == 1
+    err = capsys.readouterr()
+    assert err.err.splitlines() == [f"kpac-deblur: error: {tmp_path / 'b*.png'}: no file matches this pattern.",
+                                    f"kpac-deblur: error: {tmp_path / 'a.png'}: file not found."]
+    assert err.out.startswith("0 deblurred, 2 failed") and not out.exists()
+    kio.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
+    (tmp_path / "file").write_text("")
+    for target, problem in ((tmp_path / "file", "is a file, not a folder."),
+                            (tmp_path / "file" / "sub", f"cannot be created: {tmp_path / 'file'} is not a folder.")):
+        assert _run([f"--output_dir={target}", str(tmp_path / "a.png")]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"kpac-deblur: error: --output_dir={target} {problem}"]
+
+
+def test_results_honour_the_umask(tmp_path, rng, weights_file):
+    kio.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
+    previous = os.umask(0o027)
+    try:
+        assert _run([f"--weights={weights_file}", f"--output_dir={tmp_path / 'out'}", str(tmp_path / "a.png")]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out" / "a_deblurred.png").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
+
+
+def _on_a_terminal(args, cwd) -> str:
+    """Run kpac-deblur with stderr on a pseudo-terminal; everything it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    process = subprocess.Popen([sys.executable, "-m", "kpac_tf.cli.deblur", *args], cwd=cwd,
+                               stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=300)
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_bar_on_a_terminal_log_lines_only_with_v(tmp_path, rng, weights_file):
+    """The bar is drawn on a terminal with no log line inside it; -v trades it for log lines."""
+    for name in ("a.png", "b.png"):
+        kio.write_image(tmp_path / name, rng.random((16, 16, 3)))
+    quiet = _on_a_terminal(["a.png", f"--weights={weights_file}", "--output_dir=q"], tmp_path)
+    assert "deblurring: 100%" in quiet and "\r" in quiet
+    assert "->" not in quiet and "Loaded" not in quiet
+    verbose = _on_a_terminal(["b.png", f"--weights={weights_file}", "--output_dir=v", "-v"], tmp_path)
+    assert "deblurring:" not in verbose
+    assert "b.png -> v/b_deblurred.png" in verbose and "Loaded" in verbose
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, rng, weights_file):
+    import signal
+    import time
+
+    kio.write_image(tmp_path / "a.png", rng.random((16, 16, 3)))
+    process = subprocess.Popen([sys.executable, "-m", "kpac_tf.cli.deblur", "a.png", f"--weights={weights_file}"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # it is loading TensorFlow: seconds from the end
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip() == "kpac-deblur: interrupted." and stdout == ""

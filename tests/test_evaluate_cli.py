@@ -138,7 +138,7 @@ def test_model_run_reports_bad_file_once_and_exits_1(runs):
     tmp, run = runs["model"]
     proc = run.wait()
     assert proc.returncode == 1, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("kpac-eval: error:")]
     assert len(errors) == 1 and "broken.png" in errors[0], proc.stderr
     assert "3 evaluated, 1 failed (8-bit)" in proc.stdout
 
@@ -233,7 +233,7 @@ def test_two_step_baseline_on_synthetic_layout(runs):
 def test_setup_errors_exit_2_with_one_line(runs):
     proc = runs["unpaired"][1].wait()
     assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("kpac-eval: error:")]
     assert len(errors) == 1 and "img_b" in errors[0], proc.stderr
     assert not (runs["unpaired"][0] / "eval_results").exists()  # nothing written
 
@@ -248,3 +248,26 @@ def test_identical_pairs_print_inf(runs):
     assert summary["means"]["all"]["psnr"] == {"mean": "inf", "count": 3, "n_infinite": 3,
                                                "n_missing": 0}
     assert "| all | 3 | inf | 1.0000 | 0.0000 |" in (tmp / "out" / "results.md").read_text()
+
+
+def test_default_weights_and_earlier_results_are_never_replaced_silently(tmp_path):
+    """No method flag: the bundled kpac-3level weights. A second run into the same folder is
+    refused (exit 2, files untouched) unless --overwrite is given."""
+    _write_pairs(tmp_path / "blurred", tmp_path / "sharp", np.random.default_rng(3))
+    args = ["--source_dir=blurred", "--target_dir=sharp", "--nolpips", "--limit=1"]
+    first = _Run(args, tmp_path).wait()
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # quiet: no TensorFlow lines, no note for a disabled LPIPS
+    summary = json.loads((tmp_path / "eval_results" / "summary.json").read_text())
+    assert "kpac-3level" in summary["method"]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "eval_results").iterdir()}
+    again = _Run([*args, "--baseline=identity"], tmp_path).wait()
+    assert again.returncode == 2
+    assert again.stderr.splitlines() == [
+        "kpac-eval: error: eval_results holds the results of an earlier evaluation (per_image.csv, "
+        "summary.json, results.md); pass --overwrite to replace them, or choose another --output_dir."]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "eval_results").iterdir()} == before
+    replaced = _Run([*args, "--baseline=identity", "--overwrite"], tmp_path).wait()
+    assert replaced.returncode == 0, replaced.stderr
+    summary = json.loads((tmp_path / "eval_results" / "summary.json").read_text())
+    assert summary["method"] == "baseline: identity"

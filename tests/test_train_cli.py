@@ -1,4 +1,6 @@
-"""The kpac-train command in real processes: kill -9 and resume, NaN stop, user errors, flagfiles."""
+"""The kpac-train command in real processes: signals (exit 130 / 143) and kill -9 then
+resume, NaN stop, reruns (nothing to do, changed settings, history), file modes, quiet
+output, user errors, flagfiles."""
 from __future__ import annotations
 
 import json
@@ -47,7 +49,7 @@ def _latest_step(workdir: Path) -> int | None:
 def _start_and_wait(workdir: Path, at_least: int) -> subprocess.Popen:
     """Start a long run and return once it has a checkpoint at step >= ``at_least``."""
     process = subprocess.Popen(_command(*TINY, "--steps=100000", f"--workdir={workdir}"), env=_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 150
     while (_latest_step(workdir) or 0) < at_least:
         if process.poll() is not None or time.time() > deadline:
@@ -57,14 +59,28 @@ def _start_and_wait(workdir: Path, at_least: int) -> subprocess.Popen:
     return process
 
 
-def test_sigterm_kill_9_resume_and_nan_stop(tmp_path):
+def _interrupt(process: subprocess.Popen, signum: int) -> int:
+    """Send ``signum``; the step the run says it stopped at (its exit code is 128 + signum)."""
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    name = signal.Signals(signum).name
+    assert f"kpac-train: note: got {name}; saving a checkpoint and stopping" in stderr
+    match = re.search(rf"^kpac-train: interrupted by {name} at step (\d+)/100000; checkpoint saved", stderr,
+                      re.MULTILINE)
+    assert match and stdout == "", stderr
+    return int(match.group(1))
+
+
+def test_signals_kill_9_resume_and_nan_stop(tmp_path):
     workdir = tmp_path / "run"
-    # SIGTERM: the run saves a checkpoint at the current step and exits cleanly.
+    # Ctrl-C (SIGINT): the run saves a checkpoint at the current step and exits 130.
     process = _start_and_wait(workdir, 2)
-    process.send_signal(signal.SIGTERM)
-    stdout, _ = process.communicate(timeout=60)
-    assert process.returncode == 0
-    stopped = int(re.search(r"Stopped at step (\d+)/100000", stdout).group(1))
+    stopped = _interrupt(process, signal.SIGINT)
+    assert _latest_step(workdir) == stopped
+    # SIGTERM: the same, exit 143.
+    process = _start_and_wait(workdir, stopped + 2)
+    stopped = _interrupt(process, signal.SIGTERM)
     assert _latest_step(workdir) == stopped
     # SIGKILL of the resumed run (while training, often while saving).
     process = _start_and_wait(workdir, stopped + 4)
@@ -83,34 +99,93 @@ def test_sigterm_kill_9_resume_and_nan_stop(tmp_path):
     record = json.loads((workdir / "train_record.json").read_text())
     assert record["start_step"] == saved and record["step"] == saved + 2 and record["finished"]
     assert "--workdir" in record["command"] and record["flags"]["crop"] == 32
+    assert len(record["history"]) == 3  # SIGINT, SIGTERM, this one (the killed run wrote no record)
     assert (workdir / "model.weights.npz").exists()
     # A NaN loss at step saved+4 stops the run; the checkpoint of step saved+2 stays the latest.
     weights_before = (workdir / "model.weights.npz").read_bytes()
     nan = _run(*TINY, f"--steps={saved + 10}", f"--workdir={workdir}", f"--debug_nan_at_step={saved + 4}")
     assert nan.returncode == 1
-    assert f"loss became NaN or infinite at step {saved + 4}" in nan.stderr
+    warning, error = nan.stderr.splitlines()
+    assert warning == f"kpac-train: warning: --steps is now {saved + 10}; this run used {saved + 2} until now."
+    assert error.startswith(f"kpac-train: error: The training loss became NaN or infinite at step {saved + 4};")
     assert f"last good checkpoint (step {saved + 2})" in nan.stderr
     assert "Traceback" not in nan.stderr
     assert _latest_step(workdir) == saved + 2
     assert (workdir / "model.weights.npz").read_bytes() == weights_before
 
 
+def _files(workdir: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file of a run: (mode, mtime in ns, content)."""
+    return {str(p.relative_to(workdir)): (p.stat().st_mode & 0o777, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(workdir.rglob("*")) if p.is_file()}
+
+
+def _quiet_env() -> dict:
+    env = _env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # a user who set nothing
+    return env
+
+
+def test_quiet_output_modes_reruns_changes_and_history(tmp_path):
+    workdir = tmp_path / "run"
+    quick = [opt for opt in TINY if not opt.startswith(("--progress", "--val_data"))]
+    quick += ["--val_images=1", "--val_crop=32", f"--workdir={workdir}", "--log_every=2"]
+    first = subprocess.run(_command(*quick, "--steps=4"), env=_quiet_env(), capture_output=True, text=True,
+                           timeout=180, preexec_fn=lambda: os.umask(0o027))
+    assert first.returncode == 0, first.stderr
+    # Quiet: progress lines every 2 steps (stderr is no terminal: no bar, no carriage returns), then the result.
+    assert "\r" not in first.stderr
+    assert [line.split("  ")[0] for line in first.stderr.splitlines()] == ["step 2/4", "step 4/4"]
+    assert re.fullmatch(r"Trained steps 0\.\.4 in \d+ s, validation PSNR [\d.]+ dB; weights: "
+                        + re.escape(str(workdir / "model.weights.npz")) + "\n", first.stdout)
+    # Every file honours the umask (027: rw-r-----), the weights too (no 600 from mkstemp).
+    files = _files(workdir)
+    assert "model.weights.npz" in files and any(name.startswith("tensorboard/") for name in files)
+    assert {name: mode for name, (mode, _, _) in files.items()} == {name: 0o640 for name in files}
+    # The same command again: nothing to do, nothing touched (not even a new TensorBoard file).
+    again = subprocess.run(_command(*quick, "--steps=4"), env=_quiet_env(), capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert again.stdout == f"Already at step 4/4, nothing to do; weights: {workdir / 'model.weights.npz'}\n"
+    assert _files(workdir) == files
+    # Resumed with changed settings: one warning for each; the record keeps both invocations.
+    more = subprocess.run(_command(*quick, "--steps=6", "--lr=2e-3", "--crop=48"), env=_quiet_env(),
+                          capture_output=True, text=True, timeout=180)
+    assert more.returncode == 0, more.stderr
+    warnings = [line for line in more.stderr.splitlines() if "warning" in line]
+    assert warnings == ["kpac-train: warning: --crop is now 48; this run used 32 until now.",
+                        "kpac-train: warning: --lr is now 0.002; this run used 0.001 until now.",
+                        "kpac-train: warning: --steps is now 6; this run used 4 until now."]
+    assert re.match(r"Trained steps 4\.\.6 in \d+ s \(the run: 6 steps in \d+ s\)", more.stdout)
+    record = json.loads((workdir / "train_record.json").read_text())
+    assert [(h["start_step"], h["step"]) for h in record["history"]] == [(0, 4), (4, 6)]
+    assert "--steps=4" in record["history"][0]["command"] and "--lr=2e-3" in record["history"][1]["command"]
+    assert record["history"][1]["flags"]["crop"] == 48 and record["flags"]["lr"] == 2e-3
+    # Resumed with other model flags: one line, no TensorFlow checkpoint warnings.
+    wrong = subprocess.run(_command(*quick, "--steps=8", "--crop=48", "--lr=2e-3", "--num_blocks=2"),
+                           env=_quiet_env(), capture_output=True, text=True, timeout=180)
+    assert wrong.returncode == 2
+    lines = wrong.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kpac-train: error: The checkpoint ")
+    assert "does not fit this model" in lines[0] and wrong.stdout == ""
+
+
 def test_user_errors_are_one_line_before_training(tmp_path):
     missing = _run("--data=" + str(tmp_path / "nowhere"), f"--workdir={tmp_path / 'a'}")
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "kpac-train: error: --data=" in missing.stderr and "neither a DPDD folder" in missing.stderr
     assert "Traceback" not in missing.stderr
     vgg = _run(*TINY, "--steps=2", "--perceptual_weight=7e-4", "--vgg19_weights=" + str(tmp_path / "vgg.h5"),
                f"--workdir={tmp_path / 'b'}")
-    assert vgg.returncode == 1
+    assert vgg.returncode == 2
     assert "kpac-train: error: VGG19 weights file" in vgg.stderr and "--vgg19_weights=PATH" in vgg.stderr
     assert "Traceback" not in vgg.stderr
     assert _latest_step(tmp_path / "b") is None  # nothing trained, nothing saved
     option = _run("--data=synthetic", "--crop=32", "--synthetic_options=clouds=1", f"--workdir={tmp_path / 'c'}")
-    assert option.returncode == 1 and "kpac-train: error: Synthetic option 'clouds=1'" in option.stderr
+    assert option.returncode == 2 and "kpac-train: error: Synthetic option 'clouds=1'" in option.stderr
     assert "Traceback" not in option.stderr
     usage = _run("--workdir=x")
-    assert usage.returncode == 1 and "--data is required" in usage.stderr
+    assert usage.returncode == 2 and "kpac-train: error: --data is required" in usage.stderr
 
 
 def test_flagfiles_hold_the_paper_recipes():

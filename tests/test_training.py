@@ -121,10 +121,14 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed.start_step == 4 and resumed.step == 6
     for a, b in zip(_arrays(straight.weights_path), _arrays(resumed.weights_path)):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    # Finished runs restart as no-ops.
+    assert [(h["start_step"], h["step"]) for h in resumed.record["history"]] == [(0, 4), (4, 6)]
+    assert resumed.seconds > 0 and resumed.wall_time > resumed.seconds
+    # Finished runs restart as no-ops that write nothing (no weights, record or TensorBoard file).
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "b").rglob("*") if p.is_file()}
     again = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
-    assert again.start_step == 6 and again.step == 6
+    assert again.start_step == 6 and again.step == 6 and again.seconds == 0
     assert again.record["final_logs"] == resumed.record["final_logs"] and again.val_psnr == resumed.val_psnr
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "b").rglob("*") if p.is_file()} == files
     # A checkpoint from another architecture is refused with one clear sentence.
     with pytest.raises(ValueError, match="does not fit this model"):
         training.train(lambda: models.build_kpac("kpac-2level", num_blocks=2, dilations=(1, 2)), tiny_data(),

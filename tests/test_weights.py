@@ -2,6 +2,7 @@
 mismatch messages and the pickle guard."""
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 
@@ -93,9 +94,27 @@ def test_missing_arrays_are_reported(tmp_path):
 def test_missing_file_and_missing_preset_weights_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such weights file"):
         weights.load_weights(build_kpac("kpac-2level"), tmp_path / "absent.npz")
-    if not weights.bundled_weights_path("kpac-dual").exists():
-        with pytest.raises(FileNotFoundError, match="No weights are bundled for preset 'kpac-dual'"):
-            weights.load_weights(build_kpac("kpac-dual"), "kpac-dual")
+    assert weights.bundled_presets() == ["kpac-3level"]
+    for preset, authors_file in (("kpac-dual", "dual.npz"), ("kpac-2level", "single_2level.npz")):
+        with pytest.raises(FileNotFoundError) as caught:
+            weights.load_weights(build_kpac(preset), preset)
+        message = str(caught.value)
+        assert f"No weights are bundled for '{preset}': only kpac-3level ships weights." in message
+        assert authors_file in message and f"kpac-train --preset={preset}" in message
+
+
+def test_saved_weights_honour_the_umask(tmp_path):
+    """Not mkstemp's private 0o600: the mode of any new file (0o666 less the umask)."""
+    model = build_kpac("kpac-2level", num_blocks=1)
+    for mask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        previous = os.umask(mask)
+        try:
+            own = weights.save_weights(model, tmp_path / f"own{mask:o}")
+            authors = tmp_path / f"authors{mask:o}.npz"
+            weights.export_authors_npz(model, authors)
+        finally:
+            os.umask(previous)
+        assert own.stat().st_mode & 0o777 == mode and authors.stat().st_mode & 0o777 == mode
 
 
 class _Exploit:

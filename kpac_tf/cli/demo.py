@@ -1,23 +1,38 @@
-"""kpac-demo: deblur the bundled sample photo and show a before/after.
+"""kpac-demo: deblur a photo and show a before/after figure.
 
-    kpac-demo [--output_dir=demo_output] [--weights=kpac-3level]
+usage: kpac-demo [flags] [PHOTO]
 
-The sample is a real photograph that the bundled weights never saw in training,
-defocused with the project's synthetic depth-of-field renderer, so its sharp original
-is known. The command writes the input, the result and a side-by-side figure (input /
-result / ground truth, with zoomed crops) and prints PSNR and SSIM before and after.
+    kpac-demo                            # the bundled sample, scored against its sharp original
+    kpac-demo holiday.jpg                # your photo: result and before/after figure
+    kpac-demo --weights=single_3level.npz --output_dir=demo2
+
+With no PHOTO it runs the bundled sample: a real photograph that the bundled weights
+never saw in training, defocused with the project's synthetic depth-of-field renderer,
+so its sharp original is known. It writes the input, the result and a side-by-side
+figure (input / result / ground truth, with zoomed crops) and prints PSNR and SSIM
+before and after. With a PHOTO it writes the result and a figure (input / result with a
+zoomed crop where the result changed most); there is no ground truth, so no scores.
+kpac-demo rewrites its own files in --output_dir (use kpac-deblur for results that are
+never replaced).
+
+Exit status: 0 done; 1 the photo cannot be read or written; 2 usage error or unusable
+weights / output folder; 130 Ctrl-C.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from kpac_tf.cli import common_flags  # noqa: F401  (--weights, --output_dir)
+from kpac_tf.cli import model_flags, runner
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("sample", "coffee", "Name of the bundled sample (kpac_tf/assets/samples).")
+flags.adopt_module_key_flags(model_flags)
+DEFAULT_OUTPUT_DIR = "demo_output"
+flags.DEFINE_string("output_dir", None, f"Folder for the input, the result and the figure "
+                    f"(default: {DEFAULT_OUTPUT_DIR}; created if missing).", allow_override=True)
+flags.DEFINE_string("sample", "coffee", "Name of the bundled sample (kpac_tf/assets/samples) "
+                    "run when no PHOTO is given.")
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
 
@@ -52,7 +67,7 @@ def side_by_side_figure(path: Path, panels: list, crop: tuple) -> None:
 
 
 def sharpest_difference_crop(blurred, sharp, size: int) -> tuple[int, int, int]:
-    """(top, left, size) of the window where blur removed the most detail."""
+    """(top, left, size) of the window where ``blurred`` and ``sharp`` differ most."""
     import numpy as np
 
     size = min(size, blurred.shape[0], blurred.shape[1])
@@ -67,60 +82,96 @@ def sharpest_difference_crop(blurred, sharp, size: int) -> tuple[int, int, int]:
     return best[0], best[1], size
 
 
-def main(argv: list[str]) -> int:
-    del argv
-    from kpac_tf import io as kio
+def _load_deblurrer():
+    """The Deblurrer for --weights / --preset (set-up errors: exit 2)."""
     from kpac_tf.inference import Deblurrer
-    from kpac_tf.metrics import psnr, ssim
     from kpac_tf.weights import load_model
 
-    blurred_path, sharp_path = sample_paths(FLAGS.sample)
     try:
-        blurred = kio.read_image(blurred_path).rgb
-        sharp = kio.read_image(sharp_path).rgb
-    except kio.ImageError as error:
-        print(f"error: bundled sample {FLAGS.sample!r} is unreadable: {error}", file=sys.stderr)
-        return 2
-    try:
-        model = load_model(FLAGS.weights or "kpac-3level", FLAGS.preset)
+        model = load_model(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset)
     except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        print(
-            "The demo needs weights: the package bundles them for 'kpac-3level' once trained; "
-            "otherwise pass --weights=single_3level.npz (the authors' file, "
-            "github.com/HyeongseokSon1/KPAC, folder pretrained/) or a *.weights.npz of yours.",
-            file=sys.stderr,
-        )
-        return 2
-    result = Deblurrer(model).deblur(blurred)
+        raise runner.setup_error(str(error)) from None
+    if model.kpac_config.dual_pixel:
+        raise runner.usage_error("the demo runs single-image models; deblur dual-pixel triples "
+                                 "with kpac-deblur --dual_pixel.")
+    return Deblurrer(model)
 
-    output_dir = Path(FLAGS.output_dir or "demo_output")
+
+def run_sample(output_dir: Path) -> int:
+    """Deblur the bundled sample, write the figure, print the scores."""
+    from kpac_tf import io as kio
+    from kpac_tf.metrics import psnr, ssim
+
+    name = FLAGS.sample
+    blurred_path, sharp_path = sample_paths(name)
+    if not blurred_path.is_file():
+        raise runner.usage_error(f"there is no bundled sample {name!r} in {SAMPLES_DIR}.")
+    deblurrer = _load_deblurrer()
+    blurred = kio.read_image(blurred_path).rgb
+    sharp = kio.read_image(sharp_path).rgb
+    result = deblurrer.deblur(blurred)
     output_dir.mkdir(parents=True, exist_ok=True)
-    kio.write_image(output_dir / f"{FLAGS.sample}_input.png", blurred)
-    kio.write_image(output_dir / f"{FLAGS.sample}_deblurred.png", result)
+    kio.write_image(output_dir / f"{name}_input.png", blurred)
+    kio.write_image(output_dir / f"{name}_deblurred.png", result)
     before = (psnr(blurred, sharp), ssim(blurred, sharp))
     after = (psnr(result, sharp), ssim(result, sharp))
-    crop = sharpest_difference_crop(blurred, sharp, 96)
-    figure = output_dir / f"{FLAGS.sample}_before_after.png"
-    side_by_side_figure(
-        figure,
-        [
-            (f"input  {before[0]:.2f} dB / SSIM {before[1]:.3f}", blurred),
-            (f"KPAC  {after[0]:.2f} dB / SSIM {after[1]:.3f}", result),
-            ("ground truth", sharp),
-        ],
-        crop,
-    )
-    print(f"sample {FLAGS.sample!r} ({blurred.shape[1]}x{blurred.shape[0]}), weights {FLAGS.weights or 'kpac-3level'}")
+    figure = output_dir / f"{name}_before_after.png"
+    side_by_side_figure(figure, [
+        (f"input  {before[0]:.2f} dB / SSIM {before[1]:.3f}", blurred),
+        (f"KPAC  {after[0]:.2f} dB / SSIM {after[1]:.3f}", result),
+        ("ground truth", sharp),
+    ], sharpest_difference_crop(blurred, sharp, 96))
+    weights = FLAGS.weights or model_flags.DEFAULT_WEIGHTS
+    print(f"sample {name!r} ({blurred.shape[1]}x{blurred.shape[0]}), weights {weights}")
     print(f"input   : PSNR {before[0]:6.2f} dB  SSIM {before[1]:.4f}")
     print(f"deblurred: PSNR {after[0]:6.2f} dB  SSIM {after[1]:.4f}  ({after[0] - before[0]:+.2f} dB)")
-    print(f"wrote {output_dir}/{FLAGS.sample}_deblurred.png and the figure {figure}")
-    return 0
+    print(f"wrote {output_dir}/{name}_deblurred.png and the figure {figure}")
+    return runner.EXIT_OK
+
+
+def run_photo(photo: Path, output_dir: Path) -> int:
+    """Deblur the user's ``photo``; write the result and an input/result figure."""
+    from kpac_tf import io as kio
+
+    result_path = output_dir / f"{photo.stem}_deblurred.png"
+    figure = output_dir / f"{photo.stem}_before_after.png"
+    if photo.resolve() in (result_path.resolve(), figure.resolve()):
+        raise runner.usage_error(f"{photo}: the demo would write over it; choose another --output_dir.")
+    try:
+        image = kio.read_image(photo)
+    except kio.ImageError as error:
+        runner.error(str(error))
+        return runner.EXIT_FAILED
+    deblurrer = _load_deblurrer()
+    result = deblurrer.deblur(image.rgb)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        kio.write_image(result_path, result, bit_depth=image.bit_depth)
+    except kio.ImageError as error:
+        runner.error(str(error))
+        return runner.EXIT_FAILED
+    side_by_side_figure(figure, [("input", image.rgb), ("KPAC", result)],
+                        sharpest_difference_crop(image.rgb, result, 96))
+    print(f"{photo} ({image.width}x{image.height}), weights {FLAGS.weights or model_flags.DEFAULT_WEIGHTS}")
+    print(f"wrote {result_path} and the figure {figure}")
+    return runner.EXIT_OK
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 2:
+        raise runner.usage_error(f"kpac-demo takes one PHOTO at most, got {len(argv) - 1}; "
+                                 "kpac-deblur deblurs many.")
+    output_dir = Path(FLAGS.output_dir or DEFAULT_OUTPUT_DIR)
+    runner.check_output_dir(output_dir)
+    runner.import_tensorflow()
+    if len(argv) == 2:
+        return run_photo(Path(argv[1]), output_dir)
+    return run_sample(output_dir)
 
 
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    runner.run_command("kpac-demo", main)
 
 
 if __name__ == "__main__":

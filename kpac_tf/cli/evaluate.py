@@ -1,19 +1,22 @@
 """kpac-eval: score a model or a baseline on paired images under the DPDD protocol.
 
+usage: kpac-eval [flags]   (data: --dpdd_root or --source_dir/--target_dir)
+
+    kpac-eval --dpdd_root=DPDD                     # the bundled kpac-3level weights
     kpac-eval --weights=single_3level.npz --dpdd_root=DPDD --split=test \\
         --indoor_list=indoor.txt --outdoor_list=outdoor.txt --output_dir=eval_kpac3
     kpac-eval --weights=run/best.weights.npz --source_dir=blurred --target_dir=sharp
     kpac-eval --saved_model=export/kpac --dpdd_root=DPDD --bit_depth=16
     kpac-eval --baseline=two_step --dpdd_root=synthetic_root     # needs oracle blur maps
 
-What is evaluated (exactly one):
-  --weights (with optional --preset): a project weights file, an authors' npz or a
-  preset's bundled weights, run through the tiled, compiled Deblurrer;
+What is evaluated (one of them; default: --weights=kpac-3level):
+  --weights (with optional --preset): a project weights file, an authors' npz or the
+  bundled kpac-3level weights, run through the tiled, compiled Deblurrer;
   --saved_model: a SavedModel whose ``serving_default`` signature takes one float32
   [N,H,W,3] tensor in [0,1];
   --baseline: identity | wiener | rl | two_step (kpac_tf.baselines). All but identity
   need the oracle blur: a radius map per image (16-bit PNG written by
-  kpac_tf.data.synthetic.write_dpdd_layout, or a .npy of pixels) and optionally
+  ``from kpac_tf.data.synthetic import write_dpdd_layout``, or a .npy of pixels) and optionally
   ``synthetic.json`` (mean radius, Gaussian share of the PSF).
 
 Data: --dpdd_root with --split (reads {split}_c/source and target, paired by file
@@ -26,8 +29,13 @@ target are clipped to [0,1] and rounded before scoring; PSNR, SSIM (scikit-image
 defaults), MAE and LPIPS v0.1 (AlexNet by default; skipped with a note when its
 backbone weights are not available). Writes per_image.csv (name, psnr, ssim, mae, lpips,
 seconds), summary.json and results.md (a table that states the protocol) into
---output_dir; --save_outputs also writes the restored images. Unreadable images are
-reported one line each and skipped; the exit status is then 1 (2 for set-up errors).
+--output_dir (refused if it holds earlier results, unless --overwrite); --save_outputs
+also writes the restored images. Unreadable images are reported one line each and
+skipped.
+
+Exit status: 0 all evaluated; 1 some images failed; 2 nothing done (usage error, or
+weights / data / output folder unusable, earlier results without --overwrite); 130
+Ctrl-C.
 """
 from __future__ import annotations
 
@@ -44,11 +52,24 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from kpac_tf.cli import common_flags
+from kpac_tf.cli import inference_flags, model_flags, runner
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(model_flags)
+flags.adopt_module_key_flags(inference_flags)
+DEFAULT_OUTPUT_DIR = "eval_results"
+RESULT_NAMES = ("per_image.csv", "summary.json", "results.md", "outputs")
+flags.DEFINE_string("output_dir", None, f"Folder for per_image.csv, summary.json and results.md "
+                    f"(default: {DEFAULT_OUTPUT_DIR}; created if missing).", allow_override=True)
+flags.DEFINE_boolean("overwrite", False, "Replace the results of an earlier evaluation in "
+                     "--output_dir.", allow_override=True)
+flags.DEFINE_enum(
+    "bit_depth", "8", ["8", "16"],
+    "Protocol precision: 8 (the paper and the published DPDD protocol) or 16 (DPDD's files; "
+    "scores about 0.6 dB higher).", allow_override=True,
+)
 flags.DEFINE_string("saved_model", None, "A SavedModel folder with a serving_default "
                     "signature taking float32 [N,H,W,3] in [0,1].")
 flags.DEFINE_enum("baseline", None, ["identity", "wiener", "rl", "two_step"],
@@ -104,13 +125,14 @@ class ImageResult:
 # ----------------------------------------------------------------------------- set-up
 def build_restorer() -> Restorer:
     chosen = [n for n in ("weights", "saved_model", "baseline") if getattr(FLAGS, n)]
-    if len(chosen) != 1:
-        raise SetupError("Give exactly one of --weights, --saved_model or --baseline.")
+    if len(chosen) > 1:
+        raise SetupError("Give one of --weights, --saved_model or --baseline, not "
+                         f"{' and '.join('--' + n for n in chosen)}.")
     if FLAGS.baseline:
         return _baseline_restorer(FLAGS.baseline)
     if FLAGS.saved_model:
         return _saved_model_restorer(FLAGS.saved_model)
-    return _model_restorer(FLAGS.weights, FLAGS.preset)
+    return _model_restorer(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset)
 
 
 def _model_restorer(weights: str, preset: Optional[str]) -> Restorer:
@@ -118,7 +140,7 @@ def _model_restorer(weights: str, preset: Optional[str]) -> Restorer:
 
     try:
         model = load_model(weights, preset)
-        deblurrer = common_flags.make_deblurrer(model)
+        deblurrer = inference_flags.make_deblurrer(model)
     except (OSError, ValueError) as error:
         raise SetupError(str(error)) from error
     dual = deblurrer.config.dual_pixel
@@ -234,7 +256,7 @@ def _blur_info_sources() -> tuple[Optional[str], Optional[str]]:
     if radius_dir is None and json_path is None:
         raise SetupError("This baseline needs the oracle blur: give --radius_dir (radius maps) "
                          "or --blur_info (synthetic.json), or a --dpdd_root written by "
-                         "kpac_tf.data.synthetic.write_dpdd_layout.")
+                         "kpac_tf.data.synthetic.write_dpdd_layout().")
     return radius_dir, json_path
 
 
@@ -380,82 +402,117 @@ def _command_line() -> str:
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str]) -> int:
-    output_dir = FLAGS.output_dir or "eval_results"
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}; all options are --flags.",
-              file=sys.stderr)
-        return 2
-    from tqdm import tqdm
+@dataclasses.dataclass
+class Plan:
+    """Everything checked before the first image: what, on which pairs, how, where."""
 
+    restorer: Restorer
+    pairs: list
+    subsets: dict
+    protocol: Any
+    lpips_model: Any
+    lpips_note: Optional[str]
+    blur_info: Optional[BlurInfo]
+    output_dir: str
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Writable (or creatable) and free of earlier results unless --overwrite."""
+    runner.check_output_dir(output_dir)
+    earlier = [n for n in RESULT_NAMES if os.path.exists(os.path.join(output_dir, n))]
+    if earlier and not FLAGS.overwrite:
+        raise SetupError(f"{output_dir} holds the results of an earlier evaluation "
+                         f"({', '.join(earlier)}); pass --overwrite to replace them, or choose "
+                         "another --output_dir.")
+
+
+def prepare(output_dir: str) -> Plan:
+    """Check the flags, load what is evaluated and list the pairs (SetupError: exit 2)."""
     from kpac_tf import metrics
     from kpac_tf.data import dpdd
 
-    bit_depth = int(FLAGS.bit_depth)
+    list_pairs = pair_lister()
+    subsets: dict[str, Optional[set[str]]] = {"all": None}
+    if FLAGS.indoor_list:
+        subsets["indoor"] = read_name_list(FLAGS.indoor_list)
+    if FLAGS.outdoor_list:
+        subsets["outdoor"] = read_name_list(FLAGS.outdoor_list)
+    check_output_dir(output_dir)
+    restorer = build_restorer()
     try:
-        list_pairs = pair_lister()
-        subsets: dict[str, Optional[set[str]]] = {"all": None}
-        if FLAGS.indoor_list:
-            subsets["indoor"] = read_name_list(FLAGS.indoor_list)
-        if FLAGS.outdoor_list:
-            subsets["outdoor"] = read_name_list(FLAGS.outdoor_list)
-        restorer = build_restorer()
-        try:
-            pairs = list_pairs(restorer.dual_pixel)
-        except (FileNotFoundError, dpdd.PairingError, ValueError) as error:
-            raise SetupError(str(error)) from error
-        if restorer.dual_pixel and not FLAGS.dpdd_root:
-            raise SetupError("The dual-pixel model needs --dpdd_root (its _l and _r views).")
-        if FLAGS.limit:
-            pairs = pairs[: FLAGS.limit]
-        blur_info = BlurInfo(*_blur_info_sources()) if restorer.needs_blur_info else None
-        lpips_model, lpips_note = build_lpips()
-        protocol = metrics.Protocol(bit_depth=bit_depth,
-                                    lpips_net=FLAGS.lpips_net if lpips_model else None)
-        os.makedirs(output_dir, exist_ok=True)
-        outputs_dir = None
-        if FLAGS.save_outputs:
-            outputs_dir = os.path.join(output_dir, "outputs")
-            os.makedirs(outputs_dir, exist_ok=True)
-    except SetupError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        pairs = list_pairs(restorer.dual_pixel)
+    except (FileNotFoundError, dpdd.PairingError, ValueError) as error:
+        raise SetupError(str(error)) from error
+    if restorer.dual_pixel and not FLAGS.dpdd_root:
+        raise SetupError("The dual-pixel model needs --dpdd_root (its _l and _r views).")
+    if FLAGS.limit:
+        pairs = pairs[: FLAGS.limit]
+    blur_info = BlurInfo(*_blur_info_sources()) if restorer.needs_blur_info else None
+    lpips_model, lpips_note = build_lpips()
+    protocol = metrics.Protocol(bit_depth=int(FLAGS.bit_depth),
+                                lpips_net=FLAGS.lpips_net if lpips_model else None)
+    return Plan(restorer, pairs, subsets, protocol, lpips_model, lpips_note, blur_info, output_dir)
+
+
+def _make_output_dirs(plan: Plan) -> Optional[str]:
+    try:
+        os.makedirs(plan.output_dir, exist_ok=True)
+        if not FLAGS.save_outputs:
+            return None
+        outputs_dir = os.path.join(plan.output_dir, "outputs")
+        os.makedirs(outputs_dir, exist_ok=True)
+        return outputs_dir
     except OSError as error:
-        print(f"error: {output_dir}: cannot create the output folder "
-              f"({error.strerror or error}).", file=sys.stderr)
-        return 2
-    if lpips_note:
-        print(f"note: LPIPS skipped: {lpips_note}", file=sys.stderr)
+        raise runner.setup_error(f"{plan.output_dir}: cannot create the output folder "
+                                 f"({error.strerror or error}).") from None
+
+
+def main(argv: list[str]) -> int:
+    output_dir = FLAGS.output_dir or DEFAULT_OUTPUT_DIR
+    if len(argv) > 1:
+        raise runner.usage_error(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags.")
+    runner.import_tensorflow()
+    from tqdm import tqdm
+
+    from kpac_tf import metrics
+
+    try:
+        plan = prepare(output_dir)
+    except SetupError as error:
+        raise runner.setup_error(str(error)) from None
+    outputs_dir = _make_output_dirs(plan)
+    if plan.lpips_note and FLAGS.lpips:
+        print(runner.line("note", f"LPIPS skipped: {plan.lpips_note}"), file=sys.stderr)
 
     results, errors = evaluate_pairs(
-        pairs, restorer, protocol, lpips_model, blur_info, outputs_dir,
-        on_error=lambda m: tqdm.write(f"error: {m}", file=sys.stderr),
-        progress=lambda it, **kw: tqdm(it, disable=None, **kw))
-    means = subset_means(results, subsets)
-    listed = {p.name for p in pairs}
-    for label, names in subsets.items():
+        plan.pairs, plan.restorer, plan.protocol, plan.lpips_model, plan.blur_info, outputs_dir,
+        on_error=lambda m: tqdm.write(runner.line("error", m), file=sys.stderr),
+        progress=lambda it, **kw: tqdm(it, disable=not runner.progress_bar_wanted(), **kw))
+    means = subset_means(results, plan.subsets)
+    listed = {p.name for p in plan.pairs}
+    for label, names in plan.subsets.items():
         if names is not None and not names & listed:
-            print(f"warning: none of the images is in the {label} list.", file=sys.stderr)
+            runner.warning(f"none of the images is in the {label} list.")
     source = (f"DPDD-layout {FLAGS.dpdd_root}, split {FLAGS.split}" if FLAGS.dpdd_root
               else f"{FLAGS.source_dir} -> {FLAGS.target_dir}")
     write_csv(os.path.join(output_dir, "per_image.csv"), results)
     write_reports(output_dir, results=results, errors=errors, means=means,
-                  protocol=protocol, restorer=restorer,
-                  data_description=f"{source}; {len(pairs)} pairs",
-                  lpips_note=lpips_note, command=_command_line())
+                  protocol=plan.protocol, restorer=plan.restorer,
+                  data_description=f"{source}; {len(plan.pairs)} pairs",
+                  lpips_note=plan.lpips_note, command=_command_line())
     overall = means["all"]
-    print(f"{len(results)} evaluated, {len(errors)} failed ({protocol.bit_label}): "
+    print(f"{len(results)} evaluated, {len(errors)} failed ({plan.protocol.bit_label}): "
           f"PSNR {metrics.format_score(overall['psnr'].mean, 2)} dB, "
           f"SSIM {metrics.format_score(overall['ssim'].mean)}, "
           f"MAE {metrics.format_score(overall['mae'].mean)}, "
           f"LPIPS {metrics.format_score(overall['lpips'].mean)}; "
           f"results in {output_dir}/")
-    return 1 if errors else 0
+    return runner.EXIT_FAILED if errors else runner.EXIT_OK
 
 
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    runner.run_command("kpac-eval", main)
 
 
 if __name__ == "__main__":
