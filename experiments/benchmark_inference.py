@@ -30,7 +30,6 @@ other processes on the same cores change every figure.
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import subprocess
@@ -326,10 +325,9 @@ def measure_routes(routes, folder: str) -> dict:
 
 
 def _psnr(a, b) -> float:
-    import numpy as np
+    from kpac_tf.metrics import signal_psnr
 
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+    return signal_psnr(a, b)
 
 
 def table(figures: dict, macs: int, ceilings: dict) -> list[str]:

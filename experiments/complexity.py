@@ -3,7 +3,7 @@
 For each variant of the paper's Tables 1-3 and 5 (and the dual-pixel model), builds
 the model with ``kpac_tf.build_kpac``, counts its trainable parameters and computes the
 analytic multiply-accumulates (MACs) of its convolutions and deconvolutions for one
-image (``kpac_tf.models.analytic_macs``, default 1280x720), and writes a Markdown
+image (``kpac_tf.complexity.analytic_macs``, default 1280x720), and writes a Markdown
 table beside the paper's parameter counts and Table 5 "FLOPs".
 
 The paper does not say how it counted FLOPs; the table lists our MACs and 2 x MACs
@@ -27,10 +27,10 @@ import time
 from absl import app, flags, logging
 
 try:
-    from kpac_tf import models
+    from kpac_tf import complexity, models
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from kpac_tf import models
+    from kpac_tf import complexity, models
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("height", 720, "Image height for the MAC count.")
@@ -72,8 +72,8 @@ VARIANTS = (
 def measure(variant: Variant, height: int, width: int) -> dict:
     """Parameters (exact) and MACs at height x width of one variant."""
     config = models.resolve_config(variant.preset, **variant.overrides)
-    params = models.count_parameters(models.build_kpac(config))
-    macs = models.analytic_macs(config, height, width)
+    params = complexity.count_parameters(models.build_kpac(config))
+    macs = complexity.analytic_macs(config, height, width)
     return {"params": params, "macs": macs}
 
 
@@ -87,7 +87,7 @@ def render(rows: list[tuple[Variant, dict]], height: int, width: int, command: s
         "",
         f"Trainable parameters of the models built by `kpac_tf.build_kpac`, and analytic "
         f"multiply-accumulates (MACs) of all convolutions and deconvolutions for one "
-        f"{width}x{height} RGB image (`kpac_tf.models.analytic_macs`: every weight tap once "
+        f"{width}x{height} RGB image (`kpac_tf.complexity.analytic_macs`: every weight tap once "
         "per output pixel of a conv or input pixel of a deconv, at the padded network "
         "size; activations, attention products and padding not counted). \"Paper\" "
         "columns: the parameter counts of the paper's Tables 1-3 and 5 and the \"FLOPs\" of "

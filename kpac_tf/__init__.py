@@ -15,9 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PRESETS": "kpac_tf.models",
     "ModelConfig": "kpac_tf.models",
-    "analytic_macs": "kpac_tf.models",
+    "analytic_macs": "kpac_tf.complexity",
     "build_kpac": "kpac_tf.models",
-    "count_parameters": "kpac_tf.models",
+    "count_parameters": "kpac_tf.complexity",
     "load_model": "kpac_tf.weights",
     "load_weights": "kpac_tf.weights",
     "save_weights": "kpac_tf.weights",

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kpac_tf.models import ModelConfig, build_kpac, model_config
+from kpac_tf.models import DUAL_PIXEL_VIEWS, ModelConfig, build_kpac, model_config
 from kpac_tf.weights import get_arrays, set_arrays
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "plot_scale_attention",
     "radius_correlation",
     "ramp_defocus",
+    "rate_index",
     "scale_attention_maps",
     "single_rate",
 ]
@@ -172,7 +173,11 @@ def _variant(model: keras.Model, kind: str, outputs: tuple = ()) -> tuple[keras.
 
 
 def attention_model(model: keras.Model) -> keras.Model:
-    """The cached ``return_attention=True`` twin of ``model``, holding its current weights."""
+    """``model`` itself when it already returns attention (built with
+    ``return_attention=True``), else its cached ``return_attention=True`` twin, holding
+    its current weights."""
+    if isinstance(model.output, dict) and "output" in model.output:
+        return model
     built, _ = _variant(model, "attention")
     return built
 
@@ -190,13 +195,13 @@ def _image_inputs(config: ModelConfig, image: Image) -> tuple[dict[str, np.ndarr
     if config.dual_pixel:
         if isinstance(image, np.ndarray) or len(image) != 3:
             raise ValueError("A dual-pixel model needs a tuple (left, right, centre) of HWC images.")
-        views = [_as_hwc(view, name) for view, name in zip(image, ("left", "right", "centre"))]
+        views = [_as_hwc(view, name) for view, name in zip(image, DUAL_PIXEL_VIEWS)]
         if len({view.shape for view in views}) != 1:
             raise ValueError(
                 f"The left, right and centre views differ in shape {[v.shape for v in views]}; "
                 "pass three views of the same size."
             )
-        inputs = {name: view[None] for name, view in zip(("left", "right", "centre"), views)}
+        inputs = {name: view[None] for name, view in zip(DUAL_PIXEL_VIEWS, views)}
         return inputs, views[0].shape[:2]
     array = _as_hwc(image, "image")
     return {"image": array[None]}, array.shape[:2]
@@ -264,10 +269,12 @@ class AttentionMaps:
         if not 1 <= block <= len(self.alphas):
             raise ValueError(f"block must be in 1..{len(self.alphas)}, got {block}.")
         maps = self.alphas_image if at_image else self.alphas
-        return maps[block - 1][..., _rate_index(self.dilations, rate)]
+        return maps[block - 1][..., rate_index(self.dilations, rate)]
 
 
-def _rate_index(dilations: Sequence[int], rate: int) -> int:
+def rate_index(dilations: Sequence[int], rate: int) -> int:
+    """Position of dilation ``rate`` in ``dilations`` (the channel of its alpha map);
+    ValueError naming the model's rates when it is not one of them."""
     if rate not in dilations:
         raise ValueError(f"Dilation rate {rate} is not one of the model's rates {tuple(dilations)}.")
     return tuple(dilations).index(rate)
@@ -327,7 +334,7 @@ def scale_attention_maps(
 def single_rate(dilations: Sequence[int], rate: int, value: float = 1.0) -> np.ndarray:
     """Per-rate constants [R] that keep only dilation ``rate`` (``value``) and zero the rest."""
     constants = np.zeros(len(dilations), np.float32)
-    constants[_rate_index(dilations, rate)] = value
+    constants[rate_index(dilations, rate)] = value
     return constants
 
 

@@ -21,7 +21,6 @@ geometry, thresholds, metrics, pairing) are the same.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
 from typing import Callable, Iterable
 
@@ -32,7 +31,7 @@ from absl import logging
 
 from kpac_tf import analysis
 from kpac_tf import io as kio
-from kpac_tf.data.dpdd import PairingError, short_list
+from kpac_tf.data.dpdd import PairingError, list_images, pair_by_name
 from kpac_tf.models import model_config
 
 __all__ = [
@@ -97,7 +96,7 @@ def blur_map(
     config = model_config(model)
     if config.dual_pixel:
         raise ValueError("Blur detection takes one image; use a single-image model.")
-    index = analysis._rate_index(config.dilations, rate)
+    index = analysis.rate_index(config.dilations, rate)
     image = np.asarray(image, np.float32)
     height, width = image.shape[:2]
     enlarged = upsample_image(image, upsample)
@@ -227,35 +226,6 @@ class BlurSample:
     mask: str
 
 
-def _list_folder(folder: str, what: str, include: str) -> dict[str, str]:
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"The {what} folder {folder} does not exist; check the path.")
-    files: dict[str, str] = {}
-    clashes = []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if name.startswith(".") or not kio.is_image_file(path):
-            continue
-        if not fnmatch.fnmatch(name, include):
-            continue
-        stem = os.path.splitext(name)[0]
-        if stem in files:
-            clashes.append(f"{os.path.basename(files[stem])} / {name}")
-            continue
-        files[stem] = path
-    if clashes:
-        raise PairingError(
-            f"The {what} folder {folder} holds several files with the same name: "
-            f"{short_list(clashes)}; keep one file per name."
-        )
-    if not files:
-        raise PairingError(
-            f"The {what} folder {folder} holds no images matching {include!r}; check the path "
-            "and the include pattern."
-        )
-    return files
-
-
 def pair_blur_dataset(image_dir: str, mask_dir: str, include: str = "*") -> list[BlurSample]:
     """Pair a folder of images with a folder of masks by file stem (CUHK layout).
 
@@ -270,23 +240,13 @@ def pair_blur_dataset(image_dir: str, mask_dir: str, include: str = "*") -> list
         PairingError (a ValueError): a folder is empty, holds two files with one stem,
             or some file has no partner; the message lists them.
     """
-    images = _list_folder(image_dir, "image", include)
-    masks = _list_folder(mask_dir, "mask", include)
-    problems = []
-    no_mask = sorted(set(images) - set(masks))
-    no_image = sorted(set(masks) - set(images))
-    if no_mask:
-        problems.append(f"{len(no_mask)} image(s) have no mask in {mask_dir}: "
-                        + short_list([os.path.basename(images[k]) for k in no_mask]))
-    if no_image:
-        problems.append(f"{len(no_image)} mask(s) have no image in {image_dir}: "
-                        + short_list([os.path.basename(masks[k]) for k in no_image]))
-    if problems:
-        raise PairingError(
-            "Cannot pair images and masks by file name: " + "; ".join(problems)
-            + ". Give every image a mask with the same name (any extension), or narrow "
-            "the set with an include pattern."
-        )
+    dirs = {"image": image_dir, "mask": mask_dir}
+    folders = {role: list_images(folder, role, extensions=kio.READ_EXTENSIONS, include=include)
+               for role, folder in dirs.items()}
+    images, masks = folders["image"], folders["mask"]
+    pair_by_name(folders, dirs, lacking={"image": "mask", "mask": "image"},
+                 advice="Give every image a mask with the same name (any extension), or "
+                        "narrow the set with an include pattern")
     return [BlurSample(name=k, image=images[k], mask=masks[k]) for k in sorted(images)]
 
 

@@ -63,7 +63,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from kpac_tf.analysis import attention_model
 from kpac_tf.io import (
+    current_umask,
     decode_image_tensor,
     encode_png_tensor,
     encoded_image_size_tensor,
@@ -71,8 +73,7 @@ from kpac_tf.io import (
     is_jpeg_tensor,
     is_png_tensor,
 )
-from kpac_tf.models import ModelConfig, build_kpac, model_config
-from kpac_tf.weights import get_arrays, set_arrays
+from kpac_tf.models import DUAL_PIXEL_VIEWS, ModelConfig, model_config
 
 __all__ = [
     "ATTENTION_SIGNATURE",
@@ -114,13 +115,12 @@ ONNX_OPSET = 17
 #: float32 forward pass).
 DEFAULT_MAX_PIXELS = 16_000_000
 
-_VIEWS = ("left", "right", "centre")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def input_names(config: ModelConfig) -> tuple[str, ...]:
     """Names of the float inputs: ("images",) or ("left", "right", "centre")."""
-    return _VIEWS if config.dual_pixel else ("images",)
+    return DUAL_PIXEL_VIEWS if config.dual_pixel else ("images",)
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,15 +327,6 @@ def _encoded_function(
     return deblur, byte_names
 
 
-def _attention_twin(model: keras.Model) -> keras.Model:
-    """``model`` itself if it returns attention, else a copy built with return_attention."""
-    if isinstance(model.output, dict):
-        return model
-    twin = build_kpac(model_config(model), return_attention=True)
-    set_arrays(twin, get_arrays(model), f"model {model.name!r}")
-    return twin
-
-
 def _check_exportable(model: keras.Model) -> ModelConfig:
     config = model_config(model)
     expected = len(input_names(config))
@@ -391,7 +382,7 @@ def build_serving_module(
     if attention:
         if config.block_type != "kpac":
             raise ValueError("The attention signature needs KPAC blocks (block_type='kpac').")
-        twin = _attention_twin(model)
+        twin = attention_model(model)
         signatures[ATTENTION_SIGNATURE] = tf.function(
             _attention_function(twin, names, max_pixels)
         ).get_concrete_function(*specs)
@@ -451,12 +442,6 @@ def _metadata(
         "layout": "NHWC",
         "max_pixels": max_pixels,
     }
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def export_saved_model(
@@ -519,7 +504,7 @@ def export_saved_model(
     module, signatures = build_serving_module(model, attention=attention, max_pixels=max_pixels)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=model_dir))
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; a server may run as another user
         tf.saved_model.save(module, str(staging), signatures=signatures)
         extra = staging / "assets.extra"
         extra.mkdir(exist_ok=True)
@@ -581,6 +566,35 @@ def _interpreter_class():
         return tf.lite.Interpreter
 
 
+def _runtime_input_names(available, kind: str, converter: str) -> tuple[str, ...]:
+    """The KPAC input names of a converted model (in input order); ValueError when its
+    inputs are not a KPAC model's."""
+    available = set(available)
+    names = tuple(n for n in ("images", *DUAL_PIXEL_VIEWS) if n in available)
+    if set(names) != available:
+        raise ValueError(
+            f"Not a KPAC {kind} model: its inputs are {sorted(available)}; convert one "
+            f"with kpac_tf.export.{converter}."
+        )
+    return names
+
+
+def _feeds(input_names: Sequence[str], images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Inputs of a converted model by name: float32 NHWC [N,H,W,3] arrays, checked."""
+    if len(images) != len(input_names):
+        raise ValueError(
+            f"This model takes {len(input_names)} input(s) "
+            f"({', '.join(input_names)}), got {len(images)}."
+        )
+    feeds = {}
+    for name, image in zip(input_names, images):
+        array = np.ascontiguousarray(image, dtype=np.float32)
+        if array.ndim != 4 or array.shape[-1] != 3:
+            raise ValueError(f"{name} must be shaped [N, H, W, 3], got {array.shape}.")
+        feeds[name] = array
+    return feeds
+
+
 class TFLiteDeblurrer:
     """Runs a TFLite model from :func:`convert_to_tflite` on NHWC float batches.
 
@@ -597,29 +611,13 @@ class TFLiteDeblurrer:
                 model_content=bytes(content), num_threads=num_threads or os.cpu_count()
             )
         self._runner = self._interpreter.get_signature_runner(SERVING_SIGNATURE)
-        available = set(self._runner.get_input_details())
-        self.input_names = tuple(n for n in ("images", *_VIEWS) if n in available)
-        if set(self.input_names) != available:
-            raise ValueError(
-                f"Not a KPAC TFLite model: its inputs are {sorted(available)}; convert one "
-                "with kpac_tf.export.convert_to_tflite."
-            )
+        self.input_names = _runtime_input_names(self._runner.get_input_details(), "TFLite",
+                                                "convert_to_tflite")
 
     def __call__(self, *images: np.ndarray) -> np.ndarray:
         """Deblur: float32 NHWC [N,H,W,3] in [0,1] (dual-pixel: left, right, centre)
         -> float32 [N,H,W,3] clipped to [0,1]."""
-        if len(images) != len(self.input_names):
-            raise ValueError(
-                f"This model takes {len(self.input_names)} input(s) "
-                f"({', '.join(self.input_names)}), got {len(images)}."
-            )
-        feeds = {}
-        for name, image in zip(self.input_names, images):
-            array = np.asarray(image, dtype=np.float32)
-            if array.ndim != 4 or array.shape[-1] != 3:
-                raise ValueError(f"{name} must be shaped [N, H, W, 3], got {array.shape}.")
-            feeds[name] = array
-        return self._runner(**feeds)[OUTPUT_KEY]
+        return self._runner(**_feeds(self.input_names, images))[OUTPUT_KEY]
 
 
 # ---------------------------------------------------------------------------------------
@@ -690,26 +688,10 @@ class OnnxDeblurrer:
         self._session = onnxruntime.InferenceSession(
             bytes(content), options, providers=["CPUExecutionProvider"]
         )
-        available = [i.name for i in self._session.get_inputs()]
-        self.input_names = tuple(n for n in ("images", *_VIEWS) if n in available)
-        if set(self.input_names) != set(available):
-            raise ValueError(
-                f"Not a KPAC ONNX model: its inputs are {sorted(available)}; convert one "
-                "with kpac_tf.export.convert_to_onnx."
-            )
+        self.input_names = _runtime_input_names([i.name for i in self._session.get_inputs()],
+                                                "ONNX", "convert_to_onnx")
 
     def __call__(self, *images: np.ndarray) -> np.ndarray:
         """Deblur: float32 NHWC [N,H,W,3] in [0,1] (dual-pixel: left, right, centre)
         -> float32 [N,H,W,3] clipped to [0,1]."""
-        if len(images) != len(self.input_names):
-            raise ValueError(
-                f"This model takes {len(self.input_names)} input(s) "
-                f"({', '.join(self.input_names)}), got {len(images)}."
-            )
-        feeds = {}
-        for name, image in zip(self.input_names, images):
-            array = np.ascontiguousarray(image, dtype=np.float32)
-            if array.ndim != 4 or array.shape[-1] != 3:
-                raise ValueError(f"{name} must be shaped [N, H, W, 3], got {array.shape}.")
-            feeds[name] = array
-        return self._session.run([OUTPUT_KEY], feeds)[0]
+        return self._session.run([OUTPUT_KEY], _feeds(self.input_names, images))[0]

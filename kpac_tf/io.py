@@ -30,10 +30,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
+import re
 import tempfile
 import warnings
-from typing import Optional, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -44,17 +46,24 @@ __all__ = [
     "ImageError",
     "MAX_PIXELS",
     "READ_EXTENSIONS",
+    "TENSOR_EXTENSIONS",
+    "TENSOR_FORMATS",
     "WRITE_EXTENSIONS",
+    "atomic_write",
+    "current_umask",
     "decode_image_bytes",
     "decode_image_tensor",
     "encode_image_bytes",
     "encode_png_tensor",
     "encoded_image_size_tensor",
+    "error_line",
     "image_size",
     "is_image_file",
     "quantize",
     "read_image",
+    "sniff_format",
     "write_image",
+    "write_json",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -63,6 +72,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 #: File extensions :func:`write_image` can produce.
 WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Formats (:func:`sniff_format` names) that :func:`decode_image_tensor` decodes in a
+#: graph (tf.data pipelines, SavedModel signatures), and their file extensions.
+TENSOR_FORMATS = ("png", "jpeg", "bmp", "gif")
+TENSOR_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 #: Default pixel limit (width x height) of :func:`read_image` and
 #: :func:`decode_image_bytes`: 250 megapixels, about 3 GB per float32 RGB copy.
@@ -172,7 +185,7 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>",
     data = bytes(data)
     if len(data) == 0:
         raise ImageError(f"{name}: empty file (0 bytes), not an image.")
-    fmt = _sniff_format(data)
+    fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(
             f"{name}: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF or WebP data)."
@@ -199,7 +212,7 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>",
             width, height = size
             raise ImageError(
                 f"{name}: image too large to decode ({width}x{height} pixels, "
-                f"{width * height / 1e6:.1f} MP; the decoder said: {_first_line(e)}), "
+                f"{width * height / 1e6:.1f} MP; the decoder said: {error_line(e)}), "
                 "which says nothing against the file: split or downscale it, or use a "
                 "machine with more memory."
             ) from e
@@ -228,10 +241,13 @@ def _is_size_failure(error: BaseException) -> bool:
     return "too large" in text or "decompression bomb" in text or "out of memory" in text
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
-    line = line.split("} ", 1)[-1] if line.startswith("{{") else line
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message, for one-sentence messages: TensorFlow's
+    "{{function_node ...}}" prefix and " [Op:...]" suffix and a final period dropped."""
+    text = getattr(error, "message", None) or str(error)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(text))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else type(error).__name__
     return line.split(" [Op:", 1)[0].rstrip(" .")
 
 
@@ -258,7 +274,7 @@ def image_size(data: bytes) -> Optional[tuple[int, int]]:
     read (the decoder then reports the problem) or the format is unknown.
     """
     data = bytes(data)
-    fmt = _sniff_format(data)
+    fmt = sniff_format(data)
     try:
         if fmt == "png":
             if len(data) < 24 or data[12:16] != b"IHDR":
@@ -283,7 +299,9 @@ def image_size(data: bytes) -> Optional[tuple[int, int]]:
     return None
 
 
-def _sniff_format(data: bytes) -> Optional[str]:
+def sniff_format(data: bytes) -> Optional[str]:
+    """The format of encoded image bytes from their signature ("png", "jpeg", "tiff",
+    "bmp", "gif", "webp"), or None; the first 12 bytes are enough."""
     if data.startswith(_PNG_MAGIC):
         return "png"
     if data.startswith(_JPEG_MAGIC):
@@ -592,10 +610,11 @@ def write_image(path: PathLike, rgb, *, bit_depth: int = 8, grayscale: bool = Fa
                               alpha=alpha, name=name)
     if not os.path.isdir(folder):
         raise ImageError(f"{name}: the folder {folder} does not exist; create it first.")
-    _atomic_write(path, folder, data)
+    _write_image_file(path, folder, data)
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's file-mode creation mask (read without changing it where possible)."""
     try:
         with open("/proc/self/status", "r", encoding="ascii") as f:
             for line in f:
@@ -608,27 +627,51 @@ def _current_umask() -> int:
     return mask
 
 
-def _atomic_write(path: str, folder: str, data: bytes) -> None:
-    base = os.path.basename(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot write into {folder} ({e.strerror or e}).") from e
+def atomic_write(path: PathLike, data: Union[bytes, str, Callable[[BinaryIO], None]]) -> None:
+    """Writes a file so that it is either complete or absent: the data goes to a
+    temporary file in the destination folder (which must exist), is flushed to disk
+    and moved over ``path`` with ``os.replace``; the temporary file is removed if
+    anything fails. The file gets the mode of any new file (0o666 less the umask).
+
+    Args:
+      path: destination file.
+      data: bytes, text (written as UTF-8), or a function that writes into the open
+        binary stream (e.g. ``lambda f: np.savez(f, **arrays)``).
+
+    Raises:
+      OSError: the folder is missing or the file cannot be written.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
-            raise ImageError(f"{path}: cannot be written ({e.strerror or e}).") from e
         raise
+
+
+def write_json(path: PathLike, payload, *, indent: int = 1) -> None:
+    """Writes ``payload`` as JSON (keys sorted) with :func:`atomic_write`."""
+    atomic_write(path, json.dumps(payload, indent=indent, sort_keys=True))
+
+
+def _write_image_file(path: str, folder: str, data: bytes) -> None:
+    try:
+        atomic_write(path, data)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot be written into {folder} ({e.strerror or e}).") from e
 
 
 # --------------------------------------------------------------------------- #

@@ -30,6 +30,8 @@ __all__ = [
     "Aggregate",
     "prepare",
     "psnr",
+    "psnr_from_mse",
+    "signal_psnr",
     "ssim",
     "mae",
     "score_pair",
@@ -127,11 +129,23 @@ def _mse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean((pred - target) ** 2))
 
 
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
+    """PSNR in dB, ``10 log10(peak^2 / mse)``, of a mean squared error on the [0, peak]
+    scale; ``inf`` for an MSE of 0. Every PSNR of the project is computed here."""
+    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
+
+
 def psnr(pred: np.ndarray, target: np.ndarray, *, bit_depth: int | None = 8) -> float:
     """PSNR in dB of HWC float images in [0,1]; ``inf`` when they are identical."""
     pred, target = _check_pair(pred, target)
-    mse = _mse(prepare(pred, bit_depth), prepare(target, bit_depth))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+    return psnr_from_mse(_mse(prepare(pred, bit_depth), prepare(target, bit_depth)))
+
+
+def signal_psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """PSNR in dB of two arrays of any shape and range, as they are: no clipping, no
+    rounding, no border crop (peak ``data_range``); ``inf`` when they are equal."""
+    difference = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return psnr_from_mse(float(np.mean(difference ** 2)), data_range)
 
 
 def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, *,
@@ -144,8 +158,7 @@ def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, *,
         raise ValueError(f"The mask {mask.shape} does not match the images {pred.shape[:2]}.")
     if not mask.any():
         return math.nan
-    mse = _mse(prepare(pred, bit_depth)[mask], prepare(target, bit_depth)[mask])
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+    return psnr_from_mse(_mse(prepare(pred, bit_depth)[mask], prepare(target, bit_depth)[mask]))
 
 
 def ssim(pred: np.ndarray, target: np.ndarray, *, bit_depth: int | None = 8) -> float:
@@ -170,9 +183,8 @@ def score_pair(pred: np.ndarray, target: np.ndarray,
     pred, target = _check_pair(pred, target)
     p = prepare(pred, protocol.bit_depth)
     t = prepare(target, protocol.bit_depth)
-    mse = _mse(p, t)
     return {
-        "psnr": math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse),
+        "psnr": psnr_from_mse(_mse(p, t)),
         "ssim": float(structural_similarity(p, t, data_range=1.0, channel_axis=-1)),
         "mae": float(np.mean(np.abs(p - t))),
     }

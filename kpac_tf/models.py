@@ -20,10 +20,8 @@ weights can be matched by name; the KPAC blocks are ``block1``, ``block2``, ...
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import keras
-import tensorflow as tf
 
 from kpac_tf import layers as kl
 from kpac_tf.padding import CropToImage, PadToMultiple
@@ -77,6 +75,10 @@ class ModelConfig:
         data["dilations"] = list(self.dilations)
         return data
 
+
+#: Input names of a dual-pixel model, in input order: the two dual-pixel views and the
+#: combined (centre) image. Commands, data pipelines and exports use these names.
+DUAL_PIXEL_VIEWS = ("left", "right", "centre")
 
 PRESETS: dict[str, ModelConfig] = {
     "kpac-2level": ModelConfig(levels=2),
@@ -215,10 +217,10 @@ def build_kpac(
     shape = (height, width, 3)
     pad = PadToMultiple(config.multiple, name="to_network", dtype=_FULL_PRECISION)
     if config.dual_pixel:
-        inputs = [keras.Input(shape, name=view) for view in ("left", "right", "centre")]
+        inputs = [keras.Input(shape, name=view) for view in DUAL_PIXEL_VIEWS]
         left, right, centre = (
             PadToMultiple(config.multiple, name=f"to_network_{view}", dtype=_FULL_PRECISION)(tensor)
-            for view, tensor in zip(("left", "right", "centre"), inputs)
+            for view, tensor in zip(DUAL_PIXEL_VIEWS, inputs)
         )
         net_input = keras.layers.Concatenate(name="concat_views")([left, right])
         residual_base, reference = centre, inputs[2]
@@ -268,46 +270,11 @@ def model_config(model: keras.Model) -> ModelConfig:
     return config
 
 
-def count_parameters(model: keras.Model) -> int:
-    """Number of trainable scalars of ``model``."""
-    return int(sum(int(tf.size(w)) for w in model.trainable_weights))
+def __getattr__(name: str):
+    # analytic_macs and count_parameters live in kpac_tf.complexity; the old import path
+    # still works.
+    if name in ("analytic_macs", "count_parameters"):
+        from kpac_tf import complexity
 
-
-def _conv_macs(kernel_shape: Sequence[int], out_pixels: int) -> int:
-    kh, kw, cin, cout = (int(s) for s in kernel_shape)
-    return out_pixels * kh * kw * cin * cout
-
-
-def analytic_macs(config: ModelConfig | str, height: int, width: int) -> int:
-    """Multiply-accumulates of all convolutions and deconvolutions for one HxW image.
-
-    Counts every conv/deconv weight tap once per output (conv) or input (deconv) pixel,
-    at the padded network size; activations, attention products and the padding
-    are not counted.
-    """
-    model = build_kpac(config, input_shape=(height, width))
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            _, h, w, _ = layer.input.shape
-            kh, kw, cout, cin = layer.kernel.shape
-            total += h * w * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, _ = layer.output.shape
-            total += _conv_macs(layer.kernel.shape, h * w)
-        elif isinstance(layer, kl.KPACBlock):
-            _, h, w, _ = layer.input.shape
-            pixels = h * w
-            total += sum(_conv_macs(layer.atrous.kernel_for(i).shape, pixels) for i in range(len(layer.dilations)))
-            if layer.scale_attention is not None:
-                for sub in [*layer.scale_attention.hidden, layer.scale_attention.head]:
-                    total += _conv_macs(sub.kernel.shape, pixels)
-            if layer.shape_attention is not None:
-                for sub in (layer.shape_attention.squeeze, layer.shape_attention.excite):
-                    total += _conv_macs(sub.kernel.shape, 1)
-            total += _conv_macs(layer.fusion.kernel.shape, pixels)
-        elif isinstance(layer, kl.ResidualBlock):
-            _, h, w, _ = layer.input.shape
-            for sub in (layer.conv1, layer.conv2):
-                total += _conv_macs(sub.kernel.shape, h * w)
-    return int(total)
+        return getattr(complexity, name)
+    raise AttributeError(f"module 'kpac_tf.models' has no attribute {name!r}")

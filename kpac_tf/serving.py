@@ -27,6 +27,8 @@ __all__ = ["GrpcClient", "RestClient", "ServingError"]
 
 ENCODED_SIGNATURE = "encoded"
 SERVING_SIGNATURE = "serving_default"
+# The dual-pixel input names (kpac_tf.models.DUAL_PIXEL_VIEWS), spelled out here so that
+# the client needs neither TensorFlow nor Keras.
 _VIEWS = ("left", "right", "centre")
 
 

@@ -98,3 +98,26 @@ def test_dpdd_bad_split_and_missing_split(tmp_path):
     with pytest.raises(FileNotFoundError, match="test_c"):
         dpdd.list_dpdd(str(tmp_path), "test")
     assert not dpdd.is_dpdd_root(str(tmp_path / "train_c"))
+
+
+def test_list_images_formats_patterns_and_hidden_files(tmp_path):
+    _touch(tmp_path / "f", "a.png", "b.gif", "c.tif", ".d.png", "out_e.jpg", "notes.txt")
+    assert sorted(dpdd.list_images(str(tmp_path / "f"), "source")) == ["a", "b", "out_e"]
+    wide = dpdd.list_images(str(tmp_path / "f"), "image", extensions=(".png", ".tif"))
+    assert sorted(wide) == ["a", "c"]  # hidden files never count
+    assert list(dpdd.list_images(str(tmp_path / "f"), "image", include="out_*")) == ["out_e"]
+    with pytest.raises(dpdd.PairingError, match="matching 'zzz\\*'.*include pattern"):
+        dpdd.list_images(str(tmp_path / "f"), "image", include="zzz*")
+
+
+def test_pair_by_name_names_what_each_item_lacks(tmp_path):
+    folders = {"image": {"a": "i/a.jpg", "b": "i/b.jpg"}, "mask": {"a": "m/a.png", "c": "m/c.png"}}
+    dirs = {"image": "i", "mask": "m"}
+    assert dpdd.pair_by_name({"image": folders["image"]}, dirs) == ["a", "b"]
+    with pytest.raises(dpdd.PairingError) as info:
+        dpdd.pair_by_name(folders, dirs, lacking={"image": "mask", "mask": "image"},
+                          advice="Give every image a mask")
+    message = str(info.value)
+    assert "1 mask(s) have no image file in i: c.png" in message
+    assert "1 image(s) have no mask file in m: b.jpg" in message
+    assert message.endswith("Give every image a mask.")

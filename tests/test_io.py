@@ -410,3 +410,44 @@ def test_graph_size_reader_matches_the_files(tmp_path, rng):
         assert (int(height), int(width)) == (30, 40), ext
     height, width = kio.encoded_image_size_tensor(tf.constant(_black_png(70000, 3)))
     assert (int(height), int(width)) == (3, 70000)
+
+
+def test_atomic_write_takes_bytes_text_or_a_writer_and_json(tmp_path):
+    kio.atomic_write(tmp_path / "a.bin", b"\x00\x01")
+    kio.atomic_write(tmp_path / "b.txt", "défocus")
+    kio.atomic_write(tmp_path / "c.npy", lambda stream: np.save(stream, np.arange(3)))
+    kio.write_json(tmp_path / "d.json", {"b": 1, "a": [1, 2]})
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "défocus"
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), np.arange(3))
+    assert (tmp_path / "d.json").read_text() == '{\n "a": [\n  1,\n  2\n ],\n "b": 1\n}'
+    umask = kio.current_umask()
+    assert all(os.stat(p).st_mode & 0o777 == 0o666 & ~umask for p in tmp_path.iterdir())
+
+    def broken(stream):
+        stream.write(b"partial")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        kio.atomic_write(tmp_path / "a.bin", broken)
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"  # untouched, no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.txt", "c.npy", "d.json"]
+    with pytest.raises(OSError):
+        kio.atomic_write(tmp_path / "missing" / "e.json", "{}")
+
+
+def test_format_sniffing_and_the_graph_decoder_formats(tmp_path, rng):
+    files = _small_files(tmp_path, rng)
+    assert kio.sniff_format(files[".png"].read_bytes()) == "png"
+    assert kio.sniff_format(files[".jpg"].read_bytes()[:12]) == "jpeg"
+    assert kio.sniff_format(b"GIF89a......") == "gif" and kio.sniff_format(b"nothing") is None
+    assert set(kio.TENSOR_EXTENSIONS) <= set(kio.READ_EXTENSIONS)
+    assert set(kio.TENSOR_FORMATS) == {"png", "jpeg", "bmp", "gif"}
+
+
+def test_error_line_is_one_clean_line():
+    tf_error = ValueError("{{function_node __wrapped__DecodePng_device_/job:localhost}} "
+                          "Invalid PNG data, size 60 [Op:DecodePng] name:\nmore detail")
+    assert kio.error_line(tf_error) == "Invalid PNG data, size 60"
+    assert kio.error_line(ValueError("\n  first.\nsecond")) == "first"
+    assert kio.error_line(KeyError()) == "KeyError"

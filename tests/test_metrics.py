@@ -115,3 +115,16 @@ def test_protocol_labels_and_markdown_table():
     assert "| all | 3 | 25.00 | 0.8333 | 0.0200 | - |" in lines
     assert any("1 identical pair" in line for line in lines)
     assert any("LPIPS missing for 3 image(s)" in line for line in lines)
+
+
+def test_every_psnr_comes_from_one_formula():
+    assert metrics.psnr_from_mse(0.0) == math.inf
+    assert metrics.psnr_from_mse(0.01) == pytest.approx(20.0)
+    assert metrics.psnr_from_mse(0.01 * 255**2, peak=255.0) == pytest.approx(20.0)
+    a = np.linspace(-0.5, 1.5, 24).reshape(2, 3, 4)  # any shape, any range
+    assert metrics.signal_psnr(a, a) == math.inf
+    assert metrics.signal_psnr(a, a + 0.1) == pytest.approx(20.0)
+    assert metrics.signal_psnr(a, a + 25.5, data_range=255.0) == pytest.approx(20.0)
+    image = np.full((4, 4, 3), 0.5)
+    assert metrics.psnr(image, image + 0.1, bit_depth=None) == pytest.approx(
+        metrics.signal_psnr(image, image + 0.1))

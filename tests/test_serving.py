@@ -129,3 +129,11 @@ def test_error_line_skips_tf_generic_headers():
     assert _first_line("x\nassertion failed: [bad bytes]") == "assertion failed: [bad bytes]"
     assert _first_line("Servable not found for request") == "Servable not found for request"
     assert _first_line("  \n") == "(no detail)"
+
+
+def test_the_client_spells_the_models_dual_pixel_views():
+    from kpac_tf import serving
+    from kpac_tf.models import DUAL_PIXEL_VIEWS
+
+    assert serving._VIEWS == DUAL_PIXEL_VIEWS
+    assert export.input_names(build_kpac("kpac-dual").kpac_config) == DUAL_PIXEL_VIEWS

@@ -15,6 +15,8 @@ from typing import Mapping
 
 import tensorflow as tf
 
+from kpac_tf.models import DUAL_PIXEL_VIEWS
+
 __all__ = [
     "DUAL_PIXEL_KEYS",
     "INPUT_KEYS",
@@ -29,9 +31,10 @@ __all__ = [
 
 Sample = Mapping[str, tf.Tensor]
 
-#: Keys of the network inputs in a sample (single-image / dual-pixel).
+#: Keys of the network inputs in a sample (single-image / dual-pixel: the model's
+#: input names, in input order).
 INPUT_KEYS = ("input",)
-DUAL_PIXEL_KEYS = ("left", "right", "centre")
+DUAL_PIXEL_KEYS = DUAL_PIXEL_VIEWS
 
 
 def split_seed(seed: tf.Tensor, num: int) -> tf.Tensor:

@@ -7,8 +7,9 @@ DPDD (Abuolaim & Brown, ECCV 2020) is laid out as::
     ROOT/{train,val,test}_l/source/*.png   left dual-pixel view   (dual-pixel only)
     ROOT/{train,val,test}_r/source/*.png   right dual-pixel view  (dual-pixel only)
 
-Files are paired by name, never by sort order: a source and a target belong together
-when their file stems are equal. In the view folders a trailing ``_L`` / ``_R`` / ``_C``
+Files are paired by name, never by sort order (:func:`list_images`,
+:func:`pair_by_name`, also used for blur-detection masks): a source and a target belong
+together when their file stems are equal. In the view folders a trailing ``_L`` / ``_R`` / ``_C``
 (any case) on the stem is ignored, so ``1P0A1031_L.png`` pairs with ``1P0A1031.png``.
 Anything that cannot be paired raises :class:`PairingError`, which lists the files.
 
@@ -18,14 +19,16 @@ cloud buckets); decoding happens in :mod:`kpac_tf.data.pipeline`.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import re
 from typing import Iterable, Sequence
 
 import tensorflow as tf
 
+from kpac_tf import io as kio
+
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "SPLITS",
     "ImagePair",
     "PairingError",
@@ -33,10 +36,11 @@ __all__ = [
     "is_dpdd_root",
     "list_dpdd",
     "list_folder_pairs",
+    "list_images",
+    "pair_by_name",
+    "short_list",
 ]
 
-#: File extensions the training decoder reads (PNG 8/16-bit, JPEG, BMP).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 #: The DPDD splits.
 SPLITS = ("train", "val", "test")
 
@@ -70,24 +74,35 @@ class ImagePair:
         return self.left is not None and self.right is not None
 
 
-def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
 def _key(name: str, strip_view_suffix: bool) -> str:
     stem = os.path.splitext(name)[0]
     return _VIEW_SUFFIX.sub("", stem) if strip_view_suffix else stem
 
 
-def _list_images(folder: str, what: str, strip_view_suffix: bool = False) -> dict[str, str]:
-    """Map pairing key -> full path for the images in ``folder``."""
+def list_images(folder: str, what: str, *, extensions: Sequence[str] = kio.TENSOR_EXTENSIONS,
+                include: str = "*", strip_view_suffix: bool = False) -> dict[str, str]:
+    """Map pairing key (the file stem) -> full path for the images in ``folder``.
+
+    Args:
+        folder: a local path or any path ``tf.io.gfile`` reads.
+        what: the folder's role in error messages ("source", "mask", ...).
+        extensions: file extensions taken (lower case); the default is what the
+            tf.data decoder reads (:data:`kpac_tf.io.TENSOR_EXTENSIONS`).
+        include: shell pattern the file names must match.
+        strip_view_suffix: drop a trailing ``_L`` / ``_R`` / ``_C`` from the stems.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        PairingError: two images share a key, or there is no image.
+    """
     if not tf.io.gfile.isdir(folder):
         raise FileNotFoundError(f"The {what} folder {folder} does not exist; check the data path.")
-    names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(folder))
+    names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(folder) if not n.endswith("/"))
     images: dict[str, str] = {}
     clashes: list[str] = []
     for name in names:
-        if not _is_image(name):
+        if (name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions
+                or not fnmatch.fnmatch(name, include)):
             continue
         key = _key(name, strip_view_suffix)
         if key in images:
@@ -100,9 +115,11 @@ def _list_images(folder: str, what: str, strip_view_suffix: bool = False) -> dic
             f"{short_list(clashes)}; keep one file per name."
         )
     if not images:
+        pattern = f" matching {include!r}" if include != "*" else ""
         raise PairingError(
-            f"The {what} folder {folder} holds no images "
-            f"({', '.join(IMAGE_EXTENSIONS)}); check the data path."
+            f"The {what} folder {folder} holds no images{pattern} "
+            f"({', '.join(extensions)}); check the data path"
+            + (" and the include pattern." if pattern else ".")
         )
     return images
 
@@ -116,22 +133,28 @@ def short_list(items: Sequence[str]) -> str:
     return shown
 
 
-def _pair(folders: dict[str, dict[str, str]], dirs: dict[str, str]) -> list[str]:
-    """The sorted keys present in every folder; PairingError listing every mismatch."""
+def pair_by_name(folders: dict[str, dict[str, str]], dirs: dict[str, str], *,
+                 lacking: dict[str, str] | None = None,
+                 advice: str = "Add or remove files so every folder holds the same names") -> list[str]:
+    """The sorted keys present in every folder (role -> :func:`list_images` result).
+
+    Raises PairingError listing every mismatch: "N <item>(s) have no <role> file in
+    <dir>: names", where ``lacking[role]`` names the items that lack that role
+    (default "image"), followed by ``advice``.
+    """
     all_keys = set().union(*(set(m) for m in folders.values()))
     problems = []
     for role, mapping in folders.items():
         missing = sorted(all_keys - set(mapping))
         if missing:
             names = [_example_name(folders, key) for key in missing]
+            item = (lacking or {}).get(role, "image")
             problems.append(
-                f"{len(missing)} image(s) have no {role} file in {dirs[role]}: {short_list(names)}"
+                f"{len(missing)} {item}(s) have no {role} file in {dirs[role]}: {short_list(names)}"
             )
     if problems:
-        raise PairingError(
-            "Cannot pair the images by file name: " + "; ".join(problems)
-            + ". Add or remove files so every folder holds the same names."
-        )
+        raise PairingError("Cannot pair the images by file name: " + "; ".join(problems)
+                           + f". {advice}.")
     return sorted(all_keys)
 
 
@@ -170,9 +193,9 @@ def list_folder_pairs(
     if dual:
         dirs.update(left=left_dir, right=right_dir)
     folders = {
-        role: _list_images(folder, role, strip_view_suffix=dual) for role, folder in dirs.items()
+        role: list_images(folder, role, strip_view_suffix=dual) for role, folder in dirs.items()
     }
-    keys = _pair(folders, dirs)
+    keys = pair_by_name(folders, dirs)
     return [
         ImagePair(
             name=key,
