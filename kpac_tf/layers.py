@@ -38,6 +38,14 @@ def same_padding(kernel_size: int, dilation: int) -> list[list[int]]:
     return [[0, 0], [before, total - before], [before, total - before], [0, 0]]
 
 
+def same_conv2d(x: tf.Tensor, kernel: tf.Tensor, kernel_size: int, dilation: int) -> tf.Tensor:
+    """A stride-1 NHWC conv equal to TF's 'SAME' one, as an explicit zero pad followed by a
+    'VALID' conv. (TensorFlow's CPU gradient kernels reject dilated convs with padding
+    given as a pad list, so the pads are a separate op; converters fold them back in.)"""
+    padded = tf.pad(x, same_padding(kernel_size, dilation))
+    return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID", dilations=int(dilation))
+
+
 @keras.saving.register_keras_serializable(package="kpac_tf")
 class DilatedConv2D(keras.layers.Conv2D):
     """A stride-1 'same' Conv2D whose zero padding is written into the graph explicitly.
@@ -52,10 +60,7 @@ class DilatedConv2D(keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         if self.kernel_size[0] != self.kernel_size[1] or self.dilation_rate[0] != self.dilation_rate[1]:
             return super().convolution_op(inputs, kernel)
-        pads = same_padding(self.kernel_size[0], self.dilation_rate[0])
-        return tf.nn.conv2d(
-            inputs, kernel, strides=1, padding=pads, dilations=list(self.dilation_rate)
-        )
+        return same_conv2d(inputs, kernel, self.kernel_size[0], self.dilation_rate[0])
 
 
 def conv(
@@ -142,15 +147,7 @@ class SharedAtrousConv2D(keras.layers.Layer):
 
     def call(self, x):
         branches = [
-            leaky_relu(
-                tf.nn.conv2d(
-                    x,
-                    self.kernel_for(i),
-                    strides=1,
-                    padding=same_padding(self.kernel_size, rate),
-                    dilations=rate,
-                )
-            )
+            leaky_relu(same_conv2d(x, self.kernel_for(i), self.kernel_size, rate))
             for i, rate in enumerate(self.dilations)
         ]
         return tf.concat(branches, axis=-1)

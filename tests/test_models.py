@@ -197,9 +197,7 @@ def test_explicit_padding_equals_same_padding(kernel_size, dilation, rng):
     x = rng.standard_normal((2, 13, 17, 6)).astype("float32")
     kernel = rng.standard_normal((kernel_size, kernel_size, 6, 4)).astype("float32")
     want = tf.nn.conv2d(x, kernel, strides=1, padding="SAME", dilations=dilation).numpy()
-    got = tf.nn.conv2d(
-        x, kernel, strides=1, padding=kl.same_padding(kernel_size, dilation), dilations=dilation
-    ).numpy()
+    got = kl.same_conv2d(x, kernel, kernel_size, dilation).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
     layer = kl.DilatedConv2D(4, kernel_size, dilation_rate=dilation, padding="same")
     reference = keras.layers.Conv2D(4, kernel_size, dilation_rate=dilation, padding="same")
@@ -225,9 +223,29 @@ def test_graph_has_no_dilated_same_convs_and_no_tile():
     convs = [op for op in ops if op.type == "Conv2D"]
     dilated = [op for op in convs if max(op.get_attr("dilations")) > 1]
     assert len(dilated) == 2 * (4 + 4)  # per block: rates 2..5 and the 4 scale-attention convs
-    assert all(op.get_attr("padding") == b"EXPLICIT" for op in dilated)
+    assert all(op.get_attr("padding") == b"VALID" for op in dilated)
+    assert all(op.inputs[0].op.type == "Pad" for op in dilated)  # the pads, written out
     # tf.repeat's own tile (alpha, one channel per rate) converts fine; beta's must not be one.
     assert not [op.name for op in ops if op.type == "Tile" and "/Repeat/" not in op.name]
+
+
+def test_dilated_convs_train_on_the_cpu(rng):
+    """The explicit pads must not stop TensorFlow's CPU gradient kernels (which reject
+    dilated convs whose padding is a pad list)."""
+    import tensorflow as tf
+
+    model = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    x = tf.constant(rng.random((1, 24, 24, 3)).astype("float32"))
+
+    @tf.function
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.abs(model(x, training=True) - x))
+        return tape.gradient(loss, model.trainable_variables)
+
+    values = grads()
+    assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(g))) for g in values)
+    assert sum(float(tf.reduce_sum(tf.abs(g))) for g in values) > 0
 
 
 def test_last_conv_can_run_in_the_compute_dtype_for_inference(rng):
