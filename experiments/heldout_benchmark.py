@@ -88,7 +88,7 @@ def evaluate(method_flags: list[str], name: str, root: Path, reuse: bool = False
     command = [
         sys.executable, "-m", "kpac_tf.cli.evaluate",
         *method_flags, f"--dpdd_root={root}",
-        f"--bit_depth={FLAGS.bit_depth}", f"--output_dir={output}",
+        f"--bit_depth={FLAGS.bit_depth}", f"--output_dir={output}", "--overwrite",
     ]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode not in (0, 1):
