@@ -38,7 +38,7 @@ flags.DEFINE_string("weights", None, "Preset name, project *.weights.npz or auth
 flags.DEFINE_string("preset", "kpac-3level", "Model preset used when --weights is not given.")
 flags.DEFINE_string("image", None, "Sharp photo to defocus (overrides --sample).")
 flags.DEFINE_string("sample", "chelsea", "scikit-image sample photo (see "
-                    "kpac_tf.data.synthetic.load_skimage_sample).")
+                    "kpac_tf.data.photos.load_skimage_sample).")
 flags.DEFINE_integer("height", 256, "Height the photo is scaled and cropped to.")
 flags.DEFINE_integer("width", 384, "Width the photo is scaled and cropped to.")
 flags.DEFINE_float("max_radius", 8.0, "Largest defocus radius of the synthetic blur, pixels.")
@@ -61,12 +61,12 @@ def _threshold(text: str):
 
 def _sharp_photo(height: int, width: int) -> tuple[np.ndarray, str]:
     from kpac_tf import io as kio
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.photos import load_skimage_sample
 
     if FLAGS.image:
         photo, name = kio.read_image(FLAGS.image).rgb, os.path.basename(FLAGS.image)
     else:
-        photo, _ = synthetic.load_skimage_sample(FLAGS.sample)
+        photo, _ = load_skimage_sample(FLAGS.sample)
         name = f"scikit-image '{FLAGS.sample}'"
     return analysis.cover_crop(photo, height, width), name
 

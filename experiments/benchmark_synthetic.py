@@ -1,4 +1,4 @@
-"""Speed of the synthetic defocus generator (kpac_tf.data.synthetic).
+"""Speed of the synthetic defocus generator (kpac_tf.data.pairs).
 
 Prints, for each crop size, the time per (blurred, sharp) pair of the generator in
 one Python thread (wall-clock and CPU time, split into dead-leaves scenes and photo
@@ -26,9 +26,9 @@ FLAGS = flags.FLAGS
 def _time_pairs(size: int) -> dict:
     import numpy as np
 
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.pairs import SyntheticDefocusSource
 
-    source = synthetic.SyntheticDefocusSource(size, seed=FLAGS.seed)
+    source = SyntheticDefocusSource(size, seed=FLAGS.seed)
     for index in range(3):  # warm-up: loads the photos, fills caches
         source.pair(10_000 + index)
     wall, cpu, leaves = [], [], []
@@ -47,9 +47,9 @@ def _time_pairs(size: int) -> dict:
 
 
 def _time_dataset(size: int) -> float:
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.pipeline import make_synthetic_dataset
 
-    dataset = synthetic.make_synthetic_dataset(size, seed=FLAGS.seed).batch(FLAGS.batch)
+    dataset = make_synthetic_dataset(size, seed=FLAGS.seed).batch(FLAGS.batch)
     dataset = dataset.prefetch(2)
     iterator = iter(dataset)
     next(iterator)  # warm-up

@@ -151,7 +151,7 @@ def main(argv):
 def _loop_sources(crop: int, folder: str) -> dict:
     """The recipe's input pipelines: the renderer on the fly, and a pool."""
     from kpac_tf.data import pipeline, pool
-    from kpac_tf.data.synthetic import synthetic_config_from_overrides
+    from kpac_tf.data.pairs import synthetic_config_from_overrides
 
     kinds = [f"photos={FLAGS.photos}" if FLAGS.photos else "skimage", "deadleaves"]
     config = synthetic_config_from_overrides(RECIPE_OPTIONS)

@@ -39,8 +39,9 @@ class PairScore:
 
 def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int) -> Path:
     """Writes the benchmark pairs (once) and returns the folder holding groups of pairs."""
-    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES, synthetic_config_from_overrides, \
-        write_dpdd_layout
+    from kpac_tf.data.dpdd_writer import write_dpdd_layout
+    from kpac_tf.data.pairs import synthetic_config_from_overrides
+    from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES
 
     config = synthetic_config_from_overrides(BENCHMARK_OPTIONS)
     folder = root / split
@@ -62,7 +63,7 @@ def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int,
 
 def _pairs(group_dir: Path):
     from kpac_tf import io as kio
-    from kpac_tf.data.synthetic import read_radius_map
+    from kpac_tf.data.dpdd_writer import read_radius_map
 
     test = group_dir / "test_c"
     for name in sorted(os.listdir(test / "source")):

@@ -24,14 +24,15 @@ OUT = Path(__file__).resolve().parent.parent / "kpac_tf" / "assets" / "samples"
 
 def main(argv):
     del argv
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource
+    from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES, load_skimage_sample
     from kpac_tf.io import write_image
 
-    if FLAGS.name not in synthetic.SKIMAGE_HELDOUT_SAMPLES:
-        raise app.UsageError(f"{FLAGS.name} is not a held-out sample: {synthetic.SKIMAGE_HELDOUT_SAMPLES}.")
-    rgb, _ = synthetic.load_skimage_sample(FLAGS.name)
-    config = synthetic.SyntheticConfig(max_radius=(FLAGS.max_radius, FLAGS.max_radius), noise_sigma=(0.002, 0.002))
-    source = synthetic.SyntheticDefocusSource(
+    if FLAGS.name not in SKIMAGE_HELDOUT_SAMPLES:
+        raise app.UsageError(f"{FLAGS.name} is not a held-out sample: {SKIMAGE_HELDOUT_SAMPLES}.")
+    rgb, _ = load_skimage_sample(FLAGS.name)
+    config = SyntheticConfig(max_radius=(FLAGS.max_radius, FLAGS.max_radius), noise_sigma=(0.002, 0.002))
+    source = SyntheticDefocusSource(
         rgb.shape[:2], photos=f"skimage:{FLAGS.name}", dead_leaves_fraction=0.0, config=config, seed=FLAGS.seed
     )
     pair = source.pair(FLAGS.index)

@@ -34,7 +34,7 @@ def main(argv):
     if not FLAGS.out:
         raise app.UsageError("--out is required.")
     from kpac_tf.data import pool
-    from kpac_tf.data.synthetic import synthetic_config_from_overrides
+    from kpac_tf.data.pairs import synthetic_config_from_overrides
 
     started = time.time()
     try:

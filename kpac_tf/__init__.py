@@ -25,7 +25,7 @@ _EXPORTS = {
     "read_image": "kpac_tf.io",
     "write_image": "kpac_tf.io",
     "ImageError": "kpac_tf.io",
-    "make_synthetic_dataset": "kpac_tf.data.synthetic",
+    "make_synthetic_dataset": "kpac_tf.data.pipeline",
     "KPACTrainer": "kpac_tf.training",
     "train": "kpac_tf.training",
     "export_saved_model": "kpac_tf.export",

@@ -448,12 +448,12 @@ def ramp_defocus(sharp: np.ndarray, max_radius: float = 8.0) -> tuple[np.ndarray
     Uses the synthetic thin-lens renderer on a left-to-right depth ramp focused at the
     left edge. Returns (blurred HWC in [0, 1], radius map HxW in pixels).
     """
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.render import render_defocus_pair
 
     sharp = np.asarray(sharp, np.float32)
     height, width = sharp.shape[:2]
     depth = np.broadcast_to(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, width))
-    pair = synthetic.render_defocus_pair(sharp, np.ascontiguousarray(depth), focus=0.0,
+    pair = render_defocus_pair(sharp, np.ascontiguousarray(depth), focus=0.0,
                                          max_radius=float(max_radius))
     return pair.blurred, pair.radius
 

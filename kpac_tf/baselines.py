@@ -7,7 +7,7 @@ HWC image in [0, 1], ``info`` a mapping with the oracle blur of that image:
 - ``"radius_map"``: per-pixel disc radius in pixels, [H, W] or [H, W, 1] (the sign,
   if any, is ignored: front and back focus blur alike);
 - optionally ``"gaussian_mix"``: the Gaussian share of the synthetic PSF (see
-  :func:`kpac_tf.data.synthetic.disc_psf`), 0 if absent;
+  :func:`kpac_tf.data.render.disc_psf`), 0 if absent;
 - optionally ``"noise_sigma"``: the std of the noise added to the blurred image
   ([0,1] sRGB units); the Wiener-based baselines then use a regularisation weight of
   at least this value (the best weight grew about like it in our tests).
@@ -29,7 +29,7 @@ periodic, the padding band is also cross-faded into its circular blur by the PSF
 "edge taper"), so the wrap-around seam does not ring into the image. Channels are
 deconvolved independently.
 
-The PSF is the synthetic generator's (:func:`kpac_tf.data.synthetic.disc_psf` with the
+The PSF is the synthetic generator's (:func:`kpac_tf.data.render.disc_psf` with the
 image's ``gaussian_mix``) unless a ``psf_fn(radius) -> 2-D kernel summing to 1`` is
 passed, so the oracle kernel is exactly the one the data were rendered with. The
 generator blurs in linear light, so by default the baselines deconvolve in linear
@@ -44,6 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.signal import fftconvolve
 from skimage import restoration
+
+from kpac_tf.colour import linear_to_srgb, srgb_to_linear
 
 __all__ = [
     "Baseline",
@@ -66,9 +68,9 @@ _MIN_RADIUS = 0.5  # below this a disc covers one pixel: no deconvolution
 
 def default_psf(radius: float, gaussian_mix: float = 0.0) -> np.ndarray:
     """The synthetic generator's anti-aliased disc PSF of ``radius`` pixels (sum 1)."""
-    from kpac_tf.data import synthetic  # imported lazily: only needed for the default
+    from kpac_tf.data.render import disc_psf  # imported lazily: only needed for the default
 
-    return np.asarray(synthetic.disc_psf(radius, gaussian_mix=gaussian_mix), np.float64)
+    return np.asarray(disc_psf(radius, gaussian_mix=gaussian_mix), np.float64)
 
 
 class _Deconvolver:
@@ -87,15 +89,11 @@ class _Deconvolver:
     def to_working(self, img: np.ndarray) -> np.ndarray:
         if not self.linear_light:
             return img
-        from kpac_tf.data.synthetic import srgb_to_linear
-
         return srgb_to_linear(img).astype(np.float64)
 
     def from_working(self, img: np.ndarray) -> np.ndarray:
         if not self.linear_light:
             return img
-        from kpac_tf.data.synthetic import linear_to_srgb
-
         return linear_to_srgb(img).astype(np.float64)
 
     def deconvolve(self, img: np.ndarray, radius: float,

@@ -368,11 +368,11 @@ def synthetic_blur_example(
         (blurred HWC in [0, 1], radius map HxW in pixels, true blur mask HxW with
         True where the radius is at least 0.5 px).
     """
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.render import render_defocus_pair
 
     in_focus = np.asarray(in_focus, bool)
     depth = np.where(in_focus, 0.0, 1.0).astype(np.float32)
-    pair = synthetic.render_defocus_pair(
+    pair = render_defocus_pair(
         np.asarray(sharp, np.float32), depth, focus=0.0, max_radius=float(max_radius),
         noise_sigma=noise_sigma, rng=rng,
     )
@@ -390,7 +390,7 @@ def write_synthetic_dataset(
     ``{out_dir}/image/synthetic_NNNN.png`` and ``{out_dir}/gt/synthetic_NNNN.png``
     (white = blurred). Returns (image folder, mask folder).
     """
-    from kpac_tf.data import synthetic
+    from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES, load_skimage_sample
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}.")
@@ -399,9 +399,9 @@ def write_synthetic_dataset(
     os.makedirs(image_dir, exist_ok=True)
     os.makedirs(mask_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
-    photos = synthetic.SKIMAGE_HELDOUT_SAMPLES
+    photos = SKIMAGE_HELDOUT_SAMPLES
     for index in range(count):
-        photo, _ = synthetic.load_skimage_sample(photos[index % len(photos)])
+        photo, _ = load_skimage_sample(photos[index % len(photos)])
         # Scale the photo to a little more than the crop, so a crop shows a scene.
         factor = 1.25 * max(height / photo.shape[0], width / photo.shape[1])
         photo = tf.image.resize(photo, (int(np.ceil(photo.shape[0] * factor)),

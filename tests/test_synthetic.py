@@ -378,3 +378,30 @@ def test_photo_colour_recolours_photo_crops_only():
     assert syn.synthetic_config_from_overrides(["photo_colour=0.8"]).photo_colour == 0.8
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         syn.SyntheticConfig(photo_colour=1.5)
+
+
+def test_one_radius_law_for_pixels_and_layers(scene):
+    from kpac_tf.data import render
+
+    depth = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (96, 1))
+    pair = syn.render_defocus_pair(scene, depth, focus=0.25, max_radius=6.0)
+    np.testing.assert_array_equal(pair.radius, render.radius_from_depth(depth, 0.25, 6.0))
+    assert render.radius_scale(depth, 0.25, 6.0) == pytest.approx(6.0 / 0.75)
+    layers = np.array([0.9, 0.5, 0.25], np.float32)  # dead-leaves layer depths, far to near
+    np.testing.assert_allclose(render.radius_from_depth(layers, 0.5, 4.0), [4.0, 0.0, 2.5])
+    np.testing.assert_allclose(render.radius_from_depth(layers, 0.5, 4.0, cap=3.0), [3.0, 0.0, 2.5])
+    assert not render.radius_from_depth(np.full((3, 3), 0.4, np.float32), 0.4, 5.0).any()
+
+
+def test_the_former_module_names_are_the_new_homes():
+    from kpac_tf import colour
+    from kpac_tf.data import depth, dpdd_writer, pairs, photos, pipeline, render
+
+    assert syn.srgb_to_linear is colour.srgb_to_linear
+    assert syn.render_defocus_pair is render.render_defocus_pair
+    assert syn.smooth_depth is depth.smooth_depth
+    assert syn.load_skimage_sample is photos.load_skimage_sample
+    assert syn.SyntheticDefocusSource is pairs.SyntheticDefocusSource
+    assert syn.write_dpdd_layout is dpdd_writer.write_dpdd_layout
+    assert syn.make_synthetic_dataset is pipeline.make_synthetic_dataset
+    assert set(syn.__all__) <= set(dir(syn))

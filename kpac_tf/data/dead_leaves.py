@@ -22,6 +22,8 @@ from typing import Optional
 
 import numpy as np
 
+from kpac_tf.colour import srgb_to_linear
+
 __all__ = ["DeadLeavesLayers", "dead_leaves_layers", "dead_leaves_image", "sample_power_law"]
 
 _SHAPES = ("disc", "ellipse", "rectangle", "polygon")
@@ -83,8 +85,8 @@ def _mean_square_radius(r_min: float, r_max: float, exponent: float) -> float:
 
 
 def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    """Linear float32 colours of float64 sRGB colours (converted in float64)."""
+    return srgb_to_linear(np.clip(x, 0.0, 1.0), np.float64).astype(np.float32)
 
 
 def _random_colors(rng: np.random.Generator, n: int) -> np.ndarray:

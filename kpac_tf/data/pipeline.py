@@ -1,10 +1,8 @@
-"""tf.data input pipelines for training and validation.
+"""tf.data input pipelines for training and validation, and the ``--data`` specification.
 
-A *source* maps an item index to one sample: a dict of aligned HWC images (``"input"``
-and ``"target"``, or ``"left"``, ``"right"``, ``"centre"`` and ``"target"`` for
-dual-pixel data), uint8 / uint16 / float32 on the [0, 1] scale. Sources: image files
-(:class:`FilePairSource`, DPDD or any folder pair, optionally cached in memory) and
-procedural scenes (:class:`SyntheticSource`, the synthetic defocus generator).
+Samples come from a *source* (:mod:`kpac_tf.data.sources`: image files, the synthetic
+defocus generator, pre-rendered pools), which maps an item index to a dict of aligned
+HWC images on the [0, 1] scale.
 
 The training stream is indexed: sample ``k`` of the run (counted over the global
 batch, ``k = step * global_batch + position``) is a pure function of ``(seed, k)``:
@@ -25,10 +23,9 @@ last global batch).
 """
 from __future__ import annotations
 
-import abc
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -37,15 +34,20 @@ from absl import logging
 from kpac_tf import io as kio
 from kpac_tf.data import augment
 from kpac_tf.data import dpdd
-from kpac_tf.data.dpdd import ImagePair, describe_pairs
+from kpac_tf.data.dpdd import ImagePair
+from kpac_tf.data.photos import synthetic_photos
+from kpac_tf.data.sources import (SYNTHETIC_KINDS, FilePairSource, PairSource, SyntheticSource,
+                                  make_synthetic_source)
 
 __all__ = [
     "DataSources",
     "FilePairSource",
     "PairSource",
     "PipelineConfig",
+    "SYNTHETIC_KINDS",
     "SyntheticSource",
     "make_eval_dataset",
+    "make_synthetic_dataset",
     "make_train_dataset",
     "make_synthetic_source",
     "resolve_data",
@@ -53,190 +55,11 @@ __all__ = [
     "sample_index",
     "to_float",
 ]
+# FilePairSource, PairSource, SyntheticSource, SYNTHETIC_KINDS, make_synthetic_source
+# (kpac_tf.data.sources) and synthetic_photos (kpac_tf.data.photos) are re-exported here.
 
 AUTOTUNE = tf.data.AUTOTUNE
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-# ---------------------------------------------------------------------------------------
-# Sources.
-
-
-class PairSource(abc.ABC):
-    """Maps an item index to one sample (dict of aligned HWC images on the [0,1] scale).
-
-    Attributes:
-        num_items: number of distinct items (files), or None for a procedural source
-            where every index is a new scene.
-        dual_pixel: samples carry "left", "right", "centre" instead of "input".
-    """
-
-    num_items: int | None = None
-    dual_pixel: bool = False
-    #: samples also carry "radius": the oracle blur radius, float32 HxWx1 in pixels
-    #: (synthetic and pooled pairs), which the training loss uses to weight in-focus
-    #: pixels.
-    with_radius: bool = False
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Image keys of a sample: inputs first, then "target" (then "radius" if any)."""
-        inputs = augment.DUAL_PIXEL_KEYS if self.dual_pixel else augment.INPUT_KEYS
-        return inputs + ("target",) + (("radius",) if self.with_radius else ())
-
-    @abc.abstractmethod
-    def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The sample for ``item`` (int64 scalar); ``seed`` [2] for procedural sources."""
-
-    @abc.abstractmethod
-    def describe(self) -> str:
-        """A short description for logs and run records."""
-
-
-class FilePairSource(PairSource):
-    """Image pairs on disk (see :mod:`kpac_tf.data.dpdd`), decoded in the graph by
-    :func:`kpac_tf.io.decode_image_tensor` (16-bit PNGs keep 16 bits).
-
-    Args:
-        pairs: the pairs; dual-pixel if they carry left/right views.
-        cache: decode every image once up front and keep it in memory (as uint8 for
-            ``cache_bits=8``, uint16 for 16: DPDD's 350 training pairs take about 4 GB
-            at 8 bits); otherwise files are read and decoded for every sample.
-        cache_bits: storage precision of the cache (the pipeline's bit depth).
-    """
-
-    def __init__(self, pairs: Sequence[ImagePair], *, cache: bool = False, cache_bits: int = 8):
-        pairs = list(pairs)
-        if not pairs:
-            raise ValueError("No image pairs were given; check the data path.")
-        self.pairs = pairs
-        self.num_items = len(pairs)
-        self.dual_pixel = pairs[0].dual_pixel
-        columns = {
-            "input": [p.source for p in pairs],
-            "centre": [p.source for p in pairs],
-            "left": [p.left for p in pairs],
-            "right": [p.right for p in pairs],
-            "target": [p.target for p in pairs],
-        }
-        self._paths = {key: columns[key] for key in self.keys}
-        _check_headers([path for paths in self._paths.values() for path in paths])
-        self._cache: dict[str, list[np.ndarray]] | None = None
-        if cache:
-            self._cache = self._decode_all(cache_bits)
-
-    def describe(self) -> str:
-        cached = ", cached" if self._cache is not None else ""
-        return f"{describe_pairs(self.pairs)}{cached}"
-
-    def _decode_all(self, bits: int) -> dict[str, list[np.ndarray]]:
-        dtype = np.uint8 if bits == 8 else np.uint16
-        levels = 255.0 if bits == 8 else 65535.0
-        cache: dict[str, list[np.ndarray]] = {}
-        for key, paths in self._paths.items():
-            files = tf.data.Dataset.from_tensor_slices(paths)
-            decoded = files.map(
-                lambda p: tf.cast(
-                    tf.round(kio.decode_image_tensor(tf.io.read_file(p), 3) * levels),
-                    tf.as_dtype(dtype),
-                ),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
-            )
-            try:
-                cache[key] = [np.asarray(image) for image in decoded.as_numpy_iterator()]
-            except tf.errors.OpError as error:
-                raise ValueError(f"Cannot decode the {key} images for the cache: "
-                                 f"{error.message.splitlines()[0]}") from None
-        megabytes = sum(a.nbytes for images in cache.values() for a in images) / 2**20
-        logging.info("Cached %d images in memory (%.0f MB).", self.num_items * len(cache), megabytes)
-        return cache
-
-    def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        del seed
-        if self._cache is not None:
-            cache = self._cache
-            keys = list(self.keys)
-            dtype = tf.as_dtype(cache[keys[0]][0].dtype)
-
-            def fetch(index):
-                return tuple(cache[key][int(index)] for key in keys)
-
-            images = tf.numpy_function(fetch, [item], [dtype] * len(keys), stateful=False)
-            out = {}
-            for key, image in zip(keys, images):
-                image.set_shape([None, None, 3])
-                out[key] = image
-            return out
-        return {
-            key: kio.decode_image_tensor(tf.io.read_file(tf.gather(tf.constant(paths), item)), 3)
-            for key, paths in self._paths.items()
-        }
-
-
-_MAGICS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
-
-
-def _check_headers(paths: Sequence[str]) -> None:
-    """ValueError listing files that are not PNG/JPEG/BMP/GIF images (first bytes),
-    so broken files fail at start-up rather than hours into a run."""
-    bad = []
-    for path in paths:
-        try:
-            with tf.io.gfile.GFile(path, "rb") as stream:
-                head = stream.read(8)
-        except tf.errors.OpError:
-            head = b""
-        if not any(head.startswith(magic) for magic in _MAGICS):
-            bad.append(path)
-    if bad:
-        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise ValueError(f"{len(bad)} file(s) are not readable PNG/JPEG/BMP/GIF images: {shown}; "
-                         "replace or remove them.")
-
-
-class SyntheticSource(PairSource):
-    """Procedural pairs from a NumPy generator (e.g. the synthetic defocus renderer).
-
-    Args:
-        generate: ``generate(seed: int) -> dict`` of float32 HWC arrays in [0, 1] with
-            the keys of this source ("input"/"target"), all ``size`` x ``size``; it must
-            be a pure function of ``seed``.
-        size: side of the generated images.
-        name: description for logs.
-        num_items: None for an endless stream (training: item k is scene k), or a
-            count for a fixed validation set.
-        seed_offset: added to the item index to form the generator seed, so
-            training and validation scenes never coincide.
-    """
-
-    def __init__(self, generate: Callable[[int], dict], size: int, *, name: str = "synthetic",
-                 num_items: int | None = None, seed_offset: int = 0, with_radius: bool = False):
-        self.generate = generate
-        self.with_radius = bool(with_radius)
-        self.size = int(size)
-        self.name = name
-        self.num_items = num_items
-        self.seed_offset = int(seed_offset)
-
-    def describe(self) -> str:
-        count = "endless" if self.num_items is None else f"{self.num_items} scenes"
-        return f"{self.name} ({count}, {self.size}x{self.size})"
-
-    def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        keys = list(self.keys)
-        generate, offset = self.generate, self.seed_offset
-
-        def make(index):
-            sample = generate(int(index) + offset)
-            return tuple(np.asarray(sample[key], dtype=np.float32) for key in keys)
-
-        images = tf.numpy_function(make, [item], [tf.float32] * len(keys), stateful=False)
-        out = {}
-        for key, image in zip(keys, images):
-            image.set_shape([self.size, self.size, 1 if key == "radius" else 3])
-            out[key] = image
-        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -449,13 +272,52 @@ def make_eval_dataset(
     return dataset.prefetch(AUTOTUNE).with_options(_options(True))
 
 
+
+def make_synthetic_dataset(crop_size=256, *, photos="skimage-train",
+                           dead_leaves_fraction: float = 0.5, config=None, seed: int = 0,
+                           length: Optional[int] = None, start_index: int = 0,
+                           with_radius: bool = False, num_parallel_calls: Optional[int] = None,
+                           source=None) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of synthetic (blurred, sharp) float32 HxWx3 pairs in [0, 1].
+
+    Element ``i`` is pair ``start_index + i`` of a seeded
+    :class:`kpac_tf.data.pairs.SyntheticDefocusSource`, read through the same pipeline
+    source as training (:func:`make_synthetic_source`), so the dataset is reproducible
+    for a seed whatever the parallelism. Unlike :func:`make_train_dataset` the pairs are
+    neither cropped, augmented, quantised nor batched.
+
+    Args:
+      crop_size: int or (height, width).
+      photos, dead_leaves_fraction, config, seed: see
+        :class:`kpac_tf.data.pairs.SyntheticDefocusSource`.
+      length: number of pairs, or None for an infinite dataset.
+      start_index: first pair index (e.g. to skip pairs already used).
+      with_radius: also yield the HxW radius map (float32, pixels) as a third item.
+      num_parallel_calls: map parallelism (default ``tf.data.AUTOTUNE``).
+      source: use this generator instead of building one from the other arguments.
+    """
+    from kpac_tf.data.pairs import SyntheticDefocusSource
+
+    if source is None:
+        source = SyntheticDefocusSource(crop_size, photos=photos, seed=seed, config=config,
+                                        dead_leaves_fraction=dead_leaves_fraction)
+    pairs = make_synthetic_source((), generator=source, with_radius=with_radius)
+    if length is None:
+        indices = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
+    else:
+        indices = tf.data.Dataset.range(start_index, start_index + int(length))
+
+    def pair(index):
+        sample = pairs.load(index, tf.zeros([2], tf.int64))
+        blurred_sharp = (sample["input"], sample["target"])
+        return blurred_sharp + ((sample["radius"][:, :, 0],) if with_radius else ())
+
+    return indices.map(pair, num_parallel_calls=num_parallel_calls or AUTOTUNE,
+                       deterministic=True)
+
+
 # ---------------------------------------------------------------------------------------
 # From a --data specification to sources.
-
-#: Scene kinds of the synthetic generator ("synthetic:deadleaves,skimage").
-SYNTHETIC_KINDS = ("deadleaves", "skimage")
-#: Offset between the generator seeds of training and validation scenes.
-_VAL_SEED_OFFSET = 1_000_003
 
 
 @dataclasses.dataclass
@@ -465,77 +327,6 @@ class DataSources:
     train: PairSource
     val: PairSource | None
     description: str
-
-
-def synthetic_photos(kinds: Sequence[str], held_out: bool = False) -> tuple[list[str], bool]:
-    """(photo sources, dead leaves wanted) for synthetic scene kinds.
-
-    Kinds: "deadleaves"; "skimage" (scikit-image's training list, or its held-out
-    list when ``held_out``); "photos=DIR" for a folder made by
-    ``experiments/fetch_training_photos.py`` (``DIR/train``, or ``DIR/val`` when
-    ``held_out``); or any folder / file of all-in-focus photos.
-    """
-    kinds = [k.strip() for k in kinds if k.strip()]
-    if not kinds:
-        raise ValueError("Name at least one synthetic scene kind, e.g. synthetic:deadleaves,skimage.")
-    photos: list[str] = []
-    dead_leaves = False
-    for kind in kinds:
-        if kind.lower().replace("_", "").replace("-", "") == "deadleaves":
-            dead_leaves = True
-        elif kind.lower() == "skimage":
-            photos.append("skimage-heldout" if held_out else "skimage-train")
-        elif kind.startswith("photos="):
-            root = kind.split("=", 1)[1]
-            folder = tf.io.gfile.join(root, "val" if held_out else "train")
-            if not tf.io.gfile.isdir(folder):
-                raise ValueError(f"{kind}: {folder} is missing; make the folder with "
-                                 "experiments/fetch_training_photos.py --out=DIR.")
-            photos.append(folder)
-        elif tf.io.gfile.exists(kind):
-            photos.append(kind)
-        else:
-            raise ValueError(
-                f"Unknown synthetic scene kind {kind!r}; use deadleaves, skimage, photos=DIR or a "
-                "folder of sharp photos."
-            )
-    return photos, dead_leaves
-
-
-def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int = 256, *, seed: int = 0,
-                          held_out: bool = False, num_items: int | None = None,
-                          config=None, with_radius: bool = False) -> SyntheticSource:
-    """Synthetic defocus pairs (:mod:`kpac_tf.data.synthetic`) as a pipeline source.
-
-    Args:
-        kinds: scene kinds, see :func:`synthetic_photos`. Dead leaves and photos
-            are mixed half and half; photos are drawn uniformly from all photo
-            sources together.
-        size: side of the generated pairs (the training crop).
-        seed: generator seed (validation adds a fixed offset, so scenes never repeat).
-        held_out: validation scenes (held-out photos, other seeds).
-        num_items: None for an endless training stream, or the validation count.
-        config: renderer ranges (:class:`kpac_tf.data.synthetic.SyntheticConfig`);
-            None: the defaults.
-        with_radius: samples carry the oracle radius map ("radius").
-    """
-    from kpac_tf.data import synthetic
-
-    kinds = [k.strip() for k in kinds if k.strip()]
-    photos, dead_leaves = synthetic_photos(kinds, held_out)
-    fraction = 0.5 if (dead_leaves and photos) else (1.0 if dead_leaves else 0.0)
-    generator_seed = seed + (_VAL_SEED_OFFSET if held_out else 0)
-    generator = synthetic.SyntheticDefocusSource(
-        size, photos=photos or None, dead_leaves_fraction=fraction, seed=generator_seed,
-        config=config,
-    )
-
-    def generate(index: int) -> dict:
-        pair = generator.pair(index)
-        return {"input": pair.blurred, "target": pair.sharp, "radius": pair.radius[:, :, None]}
-
-    name = "synthetic " + "+".join(kinds) + (" (held out)" if held_out else "")
-    return SyntheticSource(generate, size, name=name, num_items=num_items, with_radius=with_radius)
 
 
 def _limit(pairs: list[ImagePair], count: int | None) -> list[ImagePair]:
@@ -557,6 +348,73 @@ def _folder_pairs(spec: str, dual_pixel: bool) -> list[ImagePair] | None:
     return None
 
 
+def _synthetic_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
+                       synthetic_options, with_radius, default_val: bool):
+    """(train, default validation or None) for ``synthetic[:KINDS]``."""
+    from kpac_tf.data.pairs import synthetic_config_from_overrides
+
+    if dual_pixel:
+        raise ValueError("The synthetic generator makes single images; dual-pixel needs DPDD data.")
+    if crop is None:
+        raise ValueError("Synthetic data needs a crop size (--crop).")
+    kinds = spec.split(":", 1)[1].split(",") if ":" in spec else list(SYNTHETIC_KINDS)
+    config = synthetic_config_from_overrides(synthetic_options)
+    train = make_synthetic_source(kinds, crop, seed=seed, config=config, with_radius=with_radius)
+    if not default_val:
+        return train, None
+    return train, make_synthetic_source(kinds, val_crop or crop, seed=seed, held_out=True,
+                                        num_items=val_images or 16)
+
+
+def _pool_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
+                  synthetic_options, with_radius, default_val: bool):
+    """(train, default validation or None) for ``pool:DIR``."""
+    from kpac_tf.data import pool
+
+    if dual_pixel or synthetic_options:
+        raise ValueError("A pool holds rendered single-image pairs: no dual-pixel, no --synthetic_options.")
+    train = pool.PoolSource(spec.split(":", 1)[1], with_radius=with_radius)
+    if not default_val:
+        return train, None
+    return train, make_synthetic_source(train.kinds, val_crop or crop or 256, seed=seed,
+                                        held_out=True, num_items=val_images or 16)
+
+
+def _file_sources(spec: str, *, val_images, dual_pixel, bit_depth, cache, default_val: bool):
+    """(train, default validation or None) for a DPDD root or a folder pair."""
+    if dpdd.is_dpdd_root(spec):
+        train = FilePairSource(dpdd.list_dpdd(spec, "train", dual_pixel=dual_pixel),
+                               cache=cache, cache_bits=bit_depth)
+        if default_val and tf.io.gfile.isdir(spec.rstrip("/") + "/val_c"):
+            return train, FilePairSource(_limit(dpdd.list_dpdd(spec, "val", dual_pixel=dual_pixel),
+                                                val_images))
+        return train, None
+    pairs = _folder_pairs(spec, dual_pixel)
+    if pairs is None:
+        raise ValueError(
+            f"--data={spec} is neither a DPDD folder (with train_c/), a folder with source/ "
+            "and target/, SOURCE_DIR,TARGET_DIR, nor synthetic[:KINDS]."
+        )
+    return FilePairSource(pairs, cache=cache, cache_bits=bit_depth), None
+
+
+def _val_source(val_spec: str, *, val_images, dual_pixel) -> PairSource | None:
+    """The validation source a ``--val_data`` value names (None for "none")."""
+    val_spec = val_spec.strip()
+    if val_spec.lower() == "none":
+        return None
+    if dpdd.is_dpdd_root(val_spec):
+        pairs = dpdd.list_dpdd(val_spec, "val", dual_pixel=dual_pixel)
+    else:
+        pairs = _folder_pairs(val_spec, dual_pixel)
+        if pairs is None:
+            raise ValueError(
+                f"--val_data={val_spec} is neither a DPDD folder, a folder with source/ and "
+                "target/, SOURCE_DIR,TARGET_DIR, nor none."
+            )
+    return FilePairSource(_limit(pairs, val_images))
+
+
 def resolve_data(
     spec: str,
     *,
@@ -575,8 +433,8 @@ def resolve_data(
 
     ``spec``:
       - ``synthetic`` or ``synthetic:KIND[,KIND...]``: synthetic defocus (KIND:
-        deadleaves, skimage, or a folder of sharp photos); ``synthetic`` means
-        ``synthetic:deadleaves,skimage``. Validation: ``val_images`` (default 16)
+        deadleaves, skimage, photos=DIR, or a folder of sharp photos); ``synthetic``
+        means ``synthetic:deadleaves,skimage``. Validation: ``val_images`` (default 16)
         held-out scenes.
       - ``pool:DIR``: a pool of pre-rendered synthetic pairs
         (:mod:`kpac_tf.data.pool`); validation: held-out scenes of the kinds the
@@ -594,56 +452,21 @@ def resolve_data(
     spec = spec.strip()
     if not spec:
         raise ValueError("--data is empty; give a DPDD folder, SOURCE_DIR,TARGET_DIR or synthetic.")
-    val: PairSource | None = None
+    default_val = val_spec is None
+    generated = dict(crop=crop, val_crop=val_crop, val_images=val_images, dual_pixel=dual_pixel,
+                     seed=seed, synthetic_options=synthetic_options, with_radius=with_radius,
+                     default_val=default_val)
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        if dual_pixel:
-            raise ValueError("The synthetic generator makes single images; dual-pixel needs DPDD data.")
-        if crop is None:
-            raise ValueError("Synthetic data needs a crop size (--crop).")
-        kinds = spec.split(":", 1)[1].split(",") if ":" in spec else list(SYNTHETIC_KINDS)
-        from kpac_tf.data.synthetic import synthetic_config_from_overrides
-
-        config = synthetic_config_from_overrides(synthetic_options)
-        train = make_synthetic_source(kinds, crop, seed=seed, config=config, with_radius=with_radius)
-        if val_spec is None:
-            val = make_synthetic_source(kinds, val_crop or crop, seed=seed, held_out=True,
-                                        num_items=val_images or 16)
+        train, val = _synthetic_sources(spec, **generated)
     elif spec.startswith("pool:"):
-        from kpac_tf.data import pool
-
-        if dual_pixel or synthetic_options:
-            raise ValueError("A pool holds rendered single-image pairs: no dual-pixel, no --synthetic_options.")
-        train = pool.PoolSource(spec.split(":", 1)[1], with_radius=with_radius)
-        if val_spec is None:
-            val = make_synthetic_source(train.kinds, val_crop or crop or 256, seed=seed, held_out=True,
-                                        num_items=val_images or 16)
+        train, val = _pool_sources(spec, **generated)
     elif synthetic_options:
         raise ValueError("--synthetic_options apply to --data=synthetic only.")
-    elif dpdd.is_dpdd_root(spec):
-        train = FilePairSource(dpdd.list_dpdd(spec, "train", dual_pixel=dual_pixel),
-                               cache=cache, cache_bits=bit_depth)
-        if val_spec is None and tf.io.gfile.isdir(spec.rstrip("/") + "/val_c"):
-            val = FilePairSource(_limit(dpdd.list_dpdd(spec, "val", dual_pixel=dual_pixel), val_images))
     else:
-        pairs = _folder_pairs(spec, dual_pixel)
-        if pairs is None:
-            raise ValueError(
-                f"--data={spec} is neither a DPDD folder (with train_c/), a folder with source/ "
-                "and target/, SOURCE_DIR,TARGET_DIR, nor synthetic[:KINDS]."
-            )
-        train = FilePairSource(pairs, cache=cache, cache_bits=bit_depth)
-    if val_spec is not None and val_spec.strip().lower() != "none":
-        val_spec = val_spec.strip()
-        if dpdd.is_dpdd_root(val_spec):
-            pairs = dpdd.list_dpdd(val_spec, "val", dual_pixel=dual_pixel)
-        else:
-            pairs = _folder_pairs(val_spec, dual_pixel)
-            if pairs is None:
-                raise ValueError(
-                    f"--val_data={val_spec} is neither a DPDD folder, a folder with source/ and "
-                    "target/, SOURCE_DIR,TARGET_DIR, nor none."
-                )
-        val = FilePairSource(_limit(pairs, val_images))
+        train, val = _file_sources(spec, val_images=val_images, dual_pixel=dual_pixel,
+                                   bit_depth=bit_depth, cache=cache, default_val=default_val)
+    if not default_val:
+        val = _val_source(val_spec, val_images=val_images, dual_pixel=dual_pixel)
     logging.info("Training data: %s; validation: %s.", train.describe(),
                  val.describe() if val is not None else "none")
     return DataSources(train=train, val=val, description=spec)

@@ -14,7 +14,7 @@ Layout of a pool folder::
     POOL/pool.json            how it was rendered (kinds, size, seed, options, count)
 
 Pair ``i`` of a pool is pair ``i`` of the seeded synthetic stream
-(:class:`kpac_tf.data.synthetic.SyntheticDefocusSource`), so a pool can be grown
+(:func:`kpac_tf.data.pairs.synthetic_generator`), so a pool can be grown
 later (``render_pool`` skips the files already there) and rebuilt identically.
 """
 from __future__ import annotations
@@ -30,24 +30,14 @@ import tensorflow as tf
 from absl import logging
 
 from kpac_tf import io as kio
-from kpac_tf.data import synthetic as ksyn
-from kpac_tf.data.pipeline import PairSource, synthetic_photos
+from kpac_tf.data.dpdd_writer import radius_from_png, write_pair_files
+from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource, scene_mix
+from kpac_tf.data.sources import PairSource
 
-__all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool",
-           "write_pair_files"]
+__all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool"]
 
 POOL_RECORD = "pool.json"
 _FOLDERS = ("source", "target", "radius")
-
-
-def write_pair_files(folders: dict, name: str, pair: ksyn.DefocusPair, bit_depth: int = 8) -> None:
-    """Writes one pair's input, target and (when ``folders`` has "radius") radius map."""
-    kio.write_image(os.path.join(folders["source"], name), pair.blurred, bit_depth=bit_depth)
-    kio.write_image(os.path.join(folders["target"], name), pair.sharp, bit_depth=bit_depth)
-    if "radius" in folders:
-        encoded = np.clip(pair.radius / ksyn.RADIUS_PNG_SCALE / 65535.0, 0.0, 1.0)
-        kio.write_image(os.path.join(folders["radius"], name), encoded, bit_depth=16,
-                        grayscale=True)
 
 
 def _pool_name(index: int) -> str:
@@ -60,10 +50,10 @@ _WORKER: dict = {}
 
 def _init_worker(settings: dict) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _WORKER["source"] = ksyn.SyntheticDefocusSource(
+    _WORKER["source"] = SyntheticDefocusSource(
         settings["size"], photos=settings["photos"] or None,
         dead_leaves_fraction=settings["dead_leaves_fraction"],
-        config=ksyn.SyntheticConfig(**settings["config"]), seed=settings["seed"],
+        config=SyntheticConfig(**settings["config"]), seed=settings["seed"],
         crops_per_photo=settings["crops_per_photo"])
     _WORKER["folders"] = {k: os.path.join(settings["out_dir"], k) for k in _FOLDERS}
 
@@ -74,12 +64,37 @@ def _render_one(index: int) -> float:
     return pair.mean_radius
 
 
-def _config_dict(config: ksyn.SyntheticConfig) -> dict:
+def _config_dict(config: SyntheticConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+def _render_all(todo: list[int], settings: dict, workers: int) -> None:
+    """Renders the pairs ``todo`` into the pool folder, in ``workers`` processes."""
+    if workers <= 1:
+        _init_worker(settings)
+        for done, index in enumerate(todo, 1):
+            _render_one(index)
+            if done % 100 == 0:
+                logging.info("Pool: %d/%d rendered.", done, len(todo))
+        return
+    # One thread per worker: threaded FFTs in every process oversubscribe the cores.
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(settings,))
+    if saved is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = saved
+    chunksize = max(4, settings["crops_per_photo"])
+    with pool:
+        for done, _ in enumerate(pool.imap_unordered(_render_one, todo, chunksize=chunksize), 1):
+            if done % 100 == 0:
+                logging.info("Pool: %d/%d rendered.", done, len(todo))
+
+
 def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 384,
-                dead_leaves_fraction: float = 0.2, config: Optional[ksyn.SyntheticConfig] = None,
+                dead_leaves_fraction: float = 0.2, config: Optional[SyntheticConfig] = None,
                 seed: int = 0, crops_per_photo: int = 4, workers: int = 1) -> dict:
     """Renders pairs ``0..count-1`` of the synthetic stream into a pool folder.
 
@@ -91,7 +106,7 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
       out_dir: the pool folder.
       count: number of pairs the pool should hold.
       size: side of every rendered pair (larger than the training crop).
-      kinds: synthetic scene kinds (:func:`kpac_tf.data.pipeline.synthetic_photos`:
+      kinds: synthetic scene kinds (:func:`kpac_tf.data.photos.synthetic_photos`:
         deadleaves, skimage, photos=DIR, folders); training photos only.
       dead_leaves_fraction: share of dead-leaves scenes when ``kinds`` has both
         (0 without "deadleaves", 1 without photos).
@@ -104,9 +119,8 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
     Returns:
       The pool record (also written to ``pool.json``).
     """
-    config = config or ksyn.SyntheticConfig()
-    photos, dead_leaves = synthetic_photos(kinds)
-    fraction = (dead_leaves_fraction if dead_leaves else 0.0) if photos else 1.0
+    config = config or SyntheticConfig()
+    photos, fraction = scene_mix(kinds, dead_leaves_fraction=dead_leaves_fraction)
     settings = {"size": int(size), "photos": photos, "dead_leaves_fraction": float(fraction),
                 "config": dataclasses.asdict(config), "seed": int(seed), "out_dir": out_dir,
                 "crops_per_photo": int(crops_per_photo)}
@@ -128,33 +142,10 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
     logging.info("Pool %s: %d of %d pairs to render with %d worker(s).", out_dir, len(todo), count,
                  workers)
     if todo:
-        if workers > 1:
-            # One thread per worker: threaded FFTs in every process oversubscribe the cores.
-            saved = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"
-            context = multiprocessing.get_context("spawn")
-            pool = context.Pool(workers, initializer=_init_worker, initargs=(settings,))
-            if saved is None:
-                del os.environ["OMP_NUM_THREADS"]
-            else:
-                os.environ["OMP_NUM_THREADS"] = saved
-            with pool:
-                for done, _ in enumerate(pool.imap_unordered(_render_one, todo,
-                                                                 chunksize=max(4, crops_per_photo)), 1):
-                    if done % 100 == 0:
-                        logging.info("Pool: %d/%d rendered.", done, len(todo))
-        else:
-            _init_worker(settings)
-            for done, index in enumerate(todo, 1):
-                _render_one(index)
-                if done % 100 == 0:
-                    logging.info("Pool: %d/%d rendered.", done, len(todo))
-    photo_count = len(ksyn.SyntheticDefocusSource(8, photos=photos).photos) if photos else 0
+        _render_all(todo, settings, workers)
+    photo_count = len(SyntheticDefocusSource(8, photos=photos).photos) if photos else 0
     record = dict(fixed, count=int(count), photo_count=photo_count)
-    tmp = record_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-    os.replace(tmp, record_path)
+    kio.write_json(record_path, record)
     return record
 
 
@@ -183,8 +174,7 @@ def load_pool_arrays(pool_dir: str) -> dict[str, list[np.ndarray]]:
         source, target, radius = (kio.read_image(p) for p in paths)
         arrays["input"].append(np.round(source.rgb * 255.0).astype(np.uint8))
         arrays["target"].append(np.round(target.rgb * 255.0).astype(np.uint8))
-        pixels = radius.rgb[:, :, :1] * np.float32(65535.0 * ksyn.RADIUS_PNG_SCALE)
-        arrays["radius"].append(pixels.astype(np.float16))
+        arrays["radius"].append(radius_from_png(radius.rgb)[:, :, None].astype(np.float16))
     if not arrays["input"]:
         raise ValueError(f"{pool_dir}: the pool holds no complete pair.")
     return arrays

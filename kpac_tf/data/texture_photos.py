@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -37,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from kpac_tf import io as kio
+from kpac_tf.colour import luma
 
 __all__ = [
     "PACKAGES",
@@ -198,8 +198,7 @@ def reject_reason(name: str, image: Optional[kio.ImageData], rules: PhotoFilter)
     rgb = image.rgb
     if image.grayscale or float(np.mean(np.abs(rgb - rgb.mean(axis=2, keepdims=True)))) < rules.min_colour:
         return "gray"
-    luma = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
-    if float(luma.std()) < rules.min_std:
+    if float(luma(rgb).std()) < rules.min_std:
         return "uniform"
     return None
 
@@ -277,8 +276,5 @@ def build_photo_folder(out_dir: str, packages: Sequence[str] = ("ufoai-textures"
         logging.info("%s: %s", package, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     manifest["counts"] = {split: sum(1 for f in manifest["files"] if f.startswith(split + "/"))
                           for split in SPLITS}
-    tmp = os.path.join(out_dir, ".manifest.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(out_dir, "manifest.json"))
+    kio.write_json(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest
