@@ -21,11 +21,14 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+#: Negative slope of every LeakyReLU of the network (the authors' value).
 LEAKY_SLOPE = 0.2
 
 
+@keras.saving.register_keras_serializable(package="kpac_tf")
 def leaky_relu(x: tf.Tensor) -> tf.Tensor:
-    """LeakyReLU with the authors' slope (0.2; also keras' "leaky_relu" default)."""
+    """LeakyReLU with the authors' slope :data:`LEAKY_SLOPE`: the activation of every
+    conv, deconv and atrous branch (the same op as keras' "leaky_relu" at 0.2)."""
     return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
 
 
@@ -78,7 +81,7 @@ def conv(
     Dilated convs (``dilation > 1``) are :class:`DilatedConv2D` (explicit pads).
     ``dtype``: a dtype policy for this layer only (default: the global policy).
     """
-    act = {"leaky": "leaky_relu", "sigmoid": "sigmoid", None: None}[activation]
+    act = {"leaky": leaky_relu, "sigmoid": "sigmoid", None: None}[activation]
     layer_class = DilatedConv2D if dilation > 1 and strides == 1 else keras.layers.Conv2D
     return layer_class(
         filters,
@@ -98,7 +101,7 @@ def deconv(filters: int, *, name: str | None = None) -> keras.layers.Conv2DTrans
     Its kernel is stored [4, 4, out, in], the layout of ``tf.nn.conv2d_transpose``.
     """
     return keras.layers.Conv2DTranspose(
-        filters, 4, strides=2, padding="same", activation="leaky_relu", name=name
+        filters, 4, strides=2, padding="same", activation=leaky_relu, name=name
     )
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from kpac_tf import build_kpac, count_parameters
-from kpac_tf.models import ModelConfig, analytic_macs, resolve_config
+from kpac_tf.complexity import analytic_macs
+from kpac_tf.models import ModelConfig, resolve_config
 
 # (preset, overrides, parameters) from the reference table.
 PARAMETER_TABLE = [
@@ -271,3 +272,15 @@ def test_last_conv_can_run_in_the_compute_dtype_for_inference(rng):
     last = lean.get_layer("d2_2")
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
     np.testing.assert_allclose(np.asarray(lean(image)), image, atol=1e-6)  # exact residual base
+
+
+def test_every_leaky_relu_takes_the_one_slope(rng):
+    from kpac_tf import layers as kl
+
+    model = build_kpac("kpac-2level", num_blocks=1)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    leaky = [layer for layer in convs if layer.activation is kl.leaky_relu]
+    assert len(leaky) == len(convs) - 1  # all but the last conv, d2_2
+    assert model.get_layer("d2_2").activation is not kl.leaky_relu
+    x = np.linspace(-1.0, 1.0, 9, dtype=np.float32)
+    np.testing.assert_allclose(kl.leaky_relu(x).numpy(), np.where(x < 0, kl.LEAKY_SLOPE * x, x))
