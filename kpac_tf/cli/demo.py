@@ -31,6 +31,9 @@ flags.adopt_module_key_flags(model_flags)
 DEFAULT_OUTPUT_DIR = "demo_output"
 flags.DEFINE_string("output_dir", None, f"Folder for the input, the result and the figure "
                     f"(default: {DEFAULT_OUTPUT_DIR}; created if missing).", allow_override=True)
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
+                  "auto: bfloat16 on CPUs with AMX-BF16 (about 2-3x faster), float32 elsewhere.",
+                  allow_override=True)
 flags.DEFINE_string("sample", "coffee", "Name of the bundled sample (kpac_tf/assets/samples) "
                     "run when no PHOTO is given.")
 
@@ -94,7 +97,7 @@ def _load_deblurrer():
     if model.kpac_config.dual_pixel:
         raise runner.usage_error("the demo runs single-image models; deblur dual-pixel triples "
                                  "with kpac-deblur --dual_pixel.")
-    return Deblurrer(model)
+    return Deblurrer(model, precision=FLAGS.precision)
 
 
 def run_sample(output_dir: Path) -> int:

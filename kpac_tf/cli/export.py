@@ -11,7 +11,8 @@ free integer unless --version is given; an existing version is never replaced), 
 the signatures ``serving_default`` (float images [N,H,W,3] in [0,1], any size),
 ``encoded`` (PNG/JPEG bytes in, PNG bytes out, same bit depth) and with --attention
 ``attention``. --tflite adds VERSION/assets.extra/model.tflite (float signature,
-dynamic shapes). Prints the version folder.
+dynamic shapes); --onnx adds VERSION/model.onnx. Requests above --max_pixels are
+refused before any work. Prints the version folder.
 
 Exit status: 0 exported; 1 the export failed while writing (nothing is left behind);
 2 nothing done (usage error, or weights / export folder unusable); 130 Ctrl-C.
@@ -32,6 +33,11 @@ flags.DEFINE_string("model_name", "kpac", "Model name (TF Serving's --model_name
 flags.DEFINE_integer("version", None, "Version number (default: one more than the largest existing).")
 flags.DEFINE_boolean("attention", False, "Add the 'attention' signature (scale and shape attention maps).")
 flags.DEFINE_boolean("tflite", False, "Also write assets.extra/model.tflite (float signature).")
+flags.DEFINE_boolean("onnx", False, "Also write model.onnx beside saved_model.pb (for ONNX Runtime "
+                     "and OpenVINO; needs the 'onnx' extra: pip install kpac_tf[onnx]).")
+flags.DEFINE_integer("max_pixels", None, "Largest request the served model accepts, in pixels "
+                     "over the batch (default: 16 million; the model needs about 1 KB of memory "
+                     "per pixel); 0: no limit.", allow_override=True)
 
 
 def _check_flags(argv: list[str]) -> None:
@@ -40,6 +46,14 @@ def _check_flags(argv: list[str]) -> None:
     if not FLAGS.export_dir:
         raise runner.usage_error("give --export_dir, the folder to write "
                                  "EXPORT_DIR/MODEL_NAME/VERSION/ into.")
+    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 0:
+        raise runner.usage_error(f"--max_pixels must be >= 0 (0: no limit), got {FLAGS.max_pixels}.")
+    if FLAGS.onnx:
+        from kpac_tf.export import onnx_available
+
+        ok, reason = onnx_available()
+        if not ok:
+            raise runner.setup_error(reason)
     if FLAGS.version is not None and FLAGS.version < 1:
         raise runner.usage_error(f"--version must be a positive integer, got {FLAGS.version}.")
     existing = os.path.join(FLAGS.export_dir, FLAGS.model_name, str(FLAGS.version))
@@ -47,6 +61,15 @@ def _check_flags(argv: list[str]) -> None:
         raise runner.setup_error(f"{existing} already exists and is never replaced; pick another "
                                  "--version or leave it out to use the next free number.")
     runner.check_output_dir(FLAGS.export_dir, "--export_dir")
+
+
+def _max_pixels() -> int | None:
+    """--max_pixels as the exporter takes it (None: no limit)."""
+    from kpac_tf.export import DEFAULT_MAX_PIXELS
+
+    if FLAGS.max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    return FLAGS.max_pixels or None
 
 
 def main(argv: list[str]) -> int:
@@ -68,6 +91,8 @@ def main(argv: list[str]) -> int:
             version=FLAGS.version,
             attention=FLAGS.attention,
             tflite=FLAGS.tflite,
+            onnx=FLAGS.onnx,
+            max_pixels=_max_pixels(),
             weights_source=str(source),
         )
     except (OSError, ValueError) as error:  # FileExistsError, a bad name, a failed write
