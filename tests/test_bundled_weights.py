@@ -23,7 +23,7 @@ def test_bundled_weights_have_a_training_record():
 
 def test_bundled_weights_sharpen_the_held_out_sample():
     model = weights.load_model("kpac-3level")
-    blurred_path, sharp_path = sample_paths("coffee")
+    blurred_path, sharp_path = sample_paths("stereo_motorcycle")
     blurred, sharp = read_image(blurred_path).rgb, read_image(sharp_path).rgb
     result = Deblurrer(model).deblur(blurred)
     assert metrics.psnr(result, sharp) > metrics.psnr(blurred, sharp) + 0.5

@@ -136,9 +136,9 @@ def test_demo_sample_quietly_writes_the_result_and_the_figure(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == ""  # no TensorFlow, absl or matplotlib lines
     assert "input   : PSNR" in result.stdout and "deblurred: PSNR" in result.stdout
-    figure = read_image(tmp_path / "out" / "coffee_before_after.png")
+    figure = read_image(tmp_path / "out" / "stereo_motorcycle_before_after.png")
     assert figure.width > 1000
-    assert read_image(tmp_path / "out" / "coffee_deblurred.png").rgb.shape == (400, 600, 3)
+    assert read_image(tmp_path / "out" / "stereo_motorcycle_deblurred.png").rgb.shape == (500, 741, 3)
 
 
 def test_demo_deblurs_a_photo_of_ones_own(tmp_path, rng):

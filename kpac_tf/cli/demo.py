@@ -34,7 +34,7 @@ flags.DEFINE_string("output_dir", None, f"Folder for the input, the result and t
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
                   "auto: bfloat16 on CPUs with AMX-BF16 (about 2-3x faster), float32 elsewhere.",
                   allow_override=True)
-flags.DEFINE_string("sample", "coffee", "Name of the bundled sample (kpac_tf/assets/samples) "
+flags.DEFINE_string("sample", "stereo_motorcycle", "Name of the bundled sample (kpac_tf/assets/samples) "
                     "run when no PHOTO is given.")
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
