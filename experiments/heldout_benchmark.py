@@ -14,7 +14,7 @@ comparable (two of its photos hold real camera bokeh that it scores as sharp tru
 1. Writes (once) a benchmark in the DPDD folder layout: whole photographs from the
    synthetic generator's HELD-OUT scikit-image list (never used for training the
    bundled weights), each defocused with random depth, focus and blur radius, 16-bit.
-2. Scores, with kpac-eval under one protocol, the blurred input (identity), Wiener and
+2. Scores in this process (kpac_tf.evaluation, what kpac-eval runs) under one protocol, the blurred input (identity), Wiener and
    Richardson-Lucy deconvolution with the oracle disc kernel of the mean radius, the
    two-step method with the oracle defocus map, and the KPAC weights (plain, and with
    the x8 flip/rotation self-ensemble of ``--ensemble`` unless --noensemble_rows).
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
+import shlex
 import sys
 from pathlib import Path
 
@@ -71,7 +71,9 @@ NATIVE_DEFOCUS = {"chelsea": (0.7, 1.0)}
 
 def make_benchmark(root: Path, count: int, in_focus: bool = False) -> None:
     """Writes the benchmark once; ``in_focus``: no defocus at all (only the noise)."""
-    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES, SyntheticConfig, write_dpdd_layout
+    from kpac_tf.data.dpdd_writer import write_dpdd_layout
+    from kpac_tf.data.pairs import SyntheticConfig
+    from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES
 
     if (root / "test_c" / "synthetic.json").exists():
         return
@@ -81,19 +83,25 @@ def make_benchmark(root: Path, count: int, in_focus: bool = False) -> None:
     print(f"wrote {count} pairs from {', '.join(SKIMAGE_HELDOUT_SAMPLES)} into {root}")
 
 
-def evaluate(method_flags: list[str], name: str, root: Path, reuse: bool = False) -> dict:
+def evaluate(name: str, root: Path, *, baseline: str | None = None, weights: str | None = None,
+             ensemble: bool = False, reuse: bool = False) -> dict:
+    """Scores a baseline or KPAC weights on the benchmark in ``root`` in this process
+    (kpac_tf.evaluation, as kpac-eval does) into --results_dir/NAME; returns the summary."""
+    from kpac_tf import evaluation
+
     output = Path(FLAGS.results_dir) / name
     if reuse and (output / "summary.json").exists():
         return {**json.loads((output / "summary.json").read_text()), "results_name": name}
-    command = [
-        sys.executable, "-m", "kpac_tf.cli.evaluate",
-        *method_flags, f"--dpdd_root={root}",
-        f"--bit_depth={FLAGS.bit_depth}", f"--output_dir={output}", "--overwrite",
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(command)} failed: {completed.stderr.strip().splitlines()[-1:]}")
-    return {**json.loads((output / "summary.json").read_text()), "results_name": name}
+    if baseline:
+        method, restorer = [f"--baseline={baseline}"], evaluation.baseline_restorer(baseline)
+    else:
+        method = [f"--weights={weights}"] + (["--ensemble"] if ensemble else [])
+        restorer = evaluation.model_restorer(weights, ensemble=ensemble)
+    command = shlex.join(["kpac-eval", *method, f"--dpdd_root={root}", f"--bit_depth={FLAGS.bit_depth}",
+                          f"--output_dir={output}", "--overwrite"])
+    summary = evaluation.evaluate_dpdd(restorer, str(root), str(output), bit_depth=int(FLAGS.bit_depth),
+                                       command=command)
+    return {**summary, "results_name": name}
 
 
 def per_photo_gains(root: Path, rows: list) -> list[str]:
@@ -126,16 +134,15 @@ def per_photo_gains(root: Path, rows: list) -> list[str]:
 
 def in_focus_section(root: Path) -> list[str]:
     """Markdown lines: KPAC on the held-out photos with no defocus (only the noise)."""
-    from kpac_tf.data.synthetic import SKIMAGE_HELDOUT_SAMPLES
+    from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES
 
     sharp_root = root.with_name(root.name + "_in_focus")
     make_benchmark(sharp_root, len(SKIMAGE_HELDOUT_SAMPLES), in_focus=True)
-    rows = [(LABELS["identity"], evaluate(["--baseline=identity"], "in_focus_identity", sharp_root,
-                                          FLAGS.reuse_baselines))]
+    rows = [(LABELS["identity"], evaluate("in_focus_identity", sharp_root, baseline="identity",
+                                          reuse=FLAGS.reuse_baselines))]
     for weights in FLAGS.weights:
         name = Path(weights).name.replace(".weights.npz", "")
-        rows.append((f"KPAC ({weights})", evaluate([f"--weights={weights}"], f"in_focus_kpac_{name}",
-                                                   sharp_root)))
+        rows.append((f"KPAC ({weights})", evaluate(f"in_focus_kpac_{name}", sharp_root, weights=weights)))
     return [
         "In-focus check: each held-out photograph rendered with no defocus at all (the input is "
         "the sharp photo plus the renderer's noise). A network that leaves sharp content alone "
@@ -220,13 +227,14 @@ def main(argv):
     make_benchmark(root, FLAGS.count)
     rows = []
     for baseline in FLAGS.baselines:
-        rows.append((LABELS.get(baseline, baseline), evaluate([f"--baseline={baseline}"], baseline, root, FLAGS.reuse_baselines)))
+        rows.append((LABELS.get(baseline, baseline),
+                     evaluate(baseline, root, baseline=baseline, reuse=FLAGS.reuse_baselines)))
     for weights in FLAGS.weights:
         name = Path(weights).name.replace(".weights.npz", "")
-        rows.append((f"KPAC ({weights})", evaluate([f"--weights={weights}"], f"kpac_{name}", root)))
+        rows.append((f"KPAC ({weights})", evaluate(f"kpac_{name}", root, weights=weights)))
         if FLAGS.ensemble_rows:
             rows.append((f"KPAC ({weights}), x8 self-ensemble",
-                         evaluate([f"--weights={weights}", "--ensemble"], f"kpac_{name}_x8", root)))
+                         evaluate(f"kpac_{name}_x8", root, weights=weights, ensemble=True)))
     identity = next((s for label, s in rows if label.startswith("blurred input")), None)
     protocol = rows[0][1]["protocol"]
     lines = [

@@ -16,7 +16,7 @@ What is evaluated (one of them; default: --weights=kpac-3level):
   [N,H,W,3] tensor in [0,1];
   --baseline: identity | wiener | rl | two_step (kpac_tf.baselines). All but identity
   need the oracle blur: a radius map per image (16-bit PNG written by
-  ``from kpac_tf.data.synthetic import write_dpdd_layout``, or a .npy of pixels) and optionally
+  ``from kpac_tf.data.dpdd_writer import write_dpdd_layout``, or a .npy of pixels) and optionally
   ``synthetic.json`` (mean radius, Gaussian share of the PSF).
 
 Data: --dpdd_root with --split (reads {split}_c/source and target, paired by file
@@ -39,28 +39,22 @@ Ctrl-C.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import math
 import os
-import platform
 import shlex
-import statistics
 import sys
-import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Optional
 
-import numpy as np
-from absl import flags, logging
+from absl import flags
 
+from kpac_tf import evaluation
 from kpac_tf.cli import inference_flags, model_flags, runner
+from kpac_tf.evaluation import SetupError
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(model_flags)
 flags.adopt_module_key_flags(inference_flags)
 DEFAULT_OUTPUT_DIR = "eval_results"
-RESULT_NAMES = ("per_image.csv", "summary.json", "results.md", "outputs")
 flags.DEFINE_string("output_dir", None, f"Folder for per_image.csv, summary.json and results.md "
                     f"(default: {DEFAULT_OUTPUT_DIR}; created if missing).", allow_override=True)
 flags.DEFINE_boolean("overwrite", False, "Replace the results of an earlier evaluation in "
@@ -92,309 +86,19 @@ flags.DEFINE_string("lpips_weights", None, "LPIPS backbone .npz (made by "
                     "experiments/convert_lpips_backbone.py); default: the standard location.")
 flags.DEFINE_integer("limit", None, "Evaluate only the first N pairs (by name).")
 
-CSV_COLUMNS = ("name", "psnr", "ssim", "mae", "lpips", "seconds")
 
-
-class SetupError(Exception):
-    """The evaluation cannot start; the message is one sentence for the user."""
-
-
-@dataclasses.dataclass
-class Restorer:
-    """What is evaluated: a description and ``restore(views, info) -> HWC [0,1]``.
-
-    ``views`` is [image] for single-image methods, [left, right, centre] for dual-pixel.
-    """
-
-    description: str
-    restore: Callable[[Sequence[np.ndarray], Mapping[str, Any]], np.ndarray]
-    dual_pixel: bool = False
-    needs_blur_info: bool = False
-
-
-@dataclasses.dataclass
-class ImageResult:
-    name: str
-    psnr: float
-    ssim: float
-    mae: float
-    lpips: Optional[float]
-    seconds: float
-
-
-# ----------------------------------------------------------------------------- set-up
-def build_restorer() -> Restorer:
+def build_restorer() -> evaluation.Restorer:
+    """The Restorer that --weights / --saved_model / --baseline name."""
     chosen = [n for n in ("weights", "saved_model", "baseline") if getattr(FLAGS, n)]
     if len(chosen) > 1:
         raise SetupError("Give one of --weights, --saved_model or --baseline, not "
                          f"{' and '.join('--' + n for n in chosen)}.")
     if FLAGS.baseline:
-        return _baseline_restorer(FLAGS.baseline)
+        return evaluation.baseline_restorer(FLAGS.baseline)
     if FLAGS.saved_model:
-        return _saved_model_restorer(FLAGS.saved_model)
-    return _model_restorer(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset)
-
-
-def _model_restorer(weights: str, preset: Optional[str]) -> Restorer:
-    from kpac_tf.weights import load_model
-
-    try:
-        model = load_model(weights, preset)
-        deblurrer = inference_flags.make_deblurrer(model)
-    except (OSError, ValueError) as error:
-        raise SetupError(str(error)) from error
-    dual = deblurrer.config.dual_pixel
-
-    def restore(views, info):
-        return deblurrer.deblur_dual(*views) if dual else deblurrer.deblur(views[0])
-
-    name = model.name + (", x8 ensemble" if FLAGS.ensemble else "")
-    return Restorer(f"{name} (weights: {weights})", restore, dual_pixel=dual)
-
-
-def _saved_model_restorer(path: str) -> Restorer:
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise SetupError(f"{path}: cannot load the SavedModel ({error}).") from error
-    signature = loaded.signatures.get("serving_default")
-    if signature is None:
-        raise SetupError(f"{path}: the SavedModel has no serving_default signature; export it "
-                         "with one taking float32 [N,H,W,3].")
-    _, kwargs = signature.structured_input_signature
-    if len(kwargs) != 1:
-        raise SetupError(f"{path}: serving_default takes {len(kwargs)} inputs "
-                         f"({', '.join(kwargs)}); kpac-eval needs one [N,H,W,3] image input.")
-    input_name = next(iter(kwargs))
-
-    def restore(views, info):
-        outputs = signature(**{input_name: tf.constant(views[0][np.newaxis], tf.float32)})
-        result = outputs["output_0"] if "output_0" in outputs else next(iter(outputs.values()))
-        return np.clip(result.numpy()[0], 0.0, 1.0)
-
-    return Restorer(f"SavedModel {path}", restore)
-
-
-def _baseline_restorer(name: str) -> Restorer:
-    from kpac_tf import baselines
-
-    method = baselines.get_baseline(name)
-    return Restorer(f"baseline: {name}", lambda views, info: method(views[0], info),
-                    needs_blur_info=name != "identity")
-
-
-def pair_lister() -> Callable[[bool], list]:
-    """A function (dual_pixel) -> ImagePairs for the data flags (checked now, listed later)."""
-    from kpac_tf.data import dpdd
-
-    if FLAGS.dpdd_root and (FLAGS.source_dir or FLAGS.target_dir):
-        raise SetupError("Give either --dpdd_root or --source_dir/--target_dir, not both.")
-    if FLAGS.dpdd_root:
-        return lambda dual_pixel: dpdd.list_dpdd(FLAGS.dpdd_root, FLAGS.split,
-                                                 dual_pixel=dual_pixel)
-    if FLAGS.source_dir and FLAGS.target_dir:
-        return lambda dual_pixel: dpdd.list_folder_pairs(FLAGS.source_dir, FLAGS.target_dir)
-    raise SetupError("Give the data: --dpdd_root (with --split) or --source_dir and --target_dir.")
-
-
-def read_name_list(path: str) -> set[str]:
-    """Image names (file stems) listed one per line; '#' starts a comment."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError as error:
-        raise SetupError(f"{path}: cannot read the name list ({error.strerror or error}).") \
-            from error
-    names = set()
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.add(os.path.splitext(os.path.basename(line))[0])
-    return names
-
-
-class BlurInfo:
-    """Oracle blur facts per image name: radius maps and synthetic.json entries."""
-
-    def __init__(self, radius_dir: Optional[str], json_path: Optional[str]):
-        self.radius_dir = radius_dir
-        self.entries: dict[str, dict] = {}
-        if json_path:
-            try:
-                with open(json_path, encoding="utf-8") as fh:
-                    images = json.load(fh).get("images", {})
-            except (OSError, ValueError) as error:
-                raise SetupError(f"{json_path}: cannot read the blur facts ({error}).") from error
-            self.entries = {os.path.splitext(k)[0]: v for k, v in images.items()}
-
-    def get(self, name: str) -> dict:
-        from kpac_tf.data import synthetic
-
-        info = dict(self.entries.get(name, {}))
-        if self.radius_dir:
-            for ext, reader in ((".png", synthetic.read_radius_map), (".npy", np.load)):
-                path = os.path.join(self.radius_dir, name + ext)
-                if os.path.isfile(path):
-                    info["radius_map"] = np.asarray(reader(path), np.float32)
-                    break
-        if "radius_map" not in info and info.get("mean_radius") is None:
-            raise ValueError(f"{name}: no oracle blur (radius map or mean radius) for this image; "
-                             "give --radius_dir or --blur_info.")
-        return info
-
-
-def _blur_info_sources() -> tuple[Optional[str], Optional[str]]:
-    radius_dir, json_path = FLAGS.radius_dir, FLAGS.blur_info
-    if FLAGS.dpdd_root:
-        split_dir = os.path.join(FLAGS.dpdd_root, f"{FLAGS.split}_c")
-        if radius_dir is None and os.path.isdir(os.path.join(split_dir, "radius")):
-            radius_dir = os.path.join(split_dir, "radius")
-        if json_path is None and os.path.isfile(os.path.join(split_dir, "synthetic.json")):
-            json_path = os.path.join(split_dir, "synthetic.json")
-    if radius_dir is None and json_path is None:
-        raise SetupError("This baseline needs the oracle blur: give --radius_dir (radius maps) "
-                         "or --blur_info (synthetic.json), or a --dpdd_root written by "
-                         "kpac_tf.data.synthetic.write_dpdd_layout().")
-    return radius_dir, json_path
-
-
-def build_lpips():
-    """(LPIPS model or None, reason it was skipped or None)."""
-    if not FLAGS.lpips:
-        return None, "disabled with --nolpips"
-    from kpac_tf.lpips import LPIPS, LPIPSUnavailable
-
-    try:
-        return LPIPS(FLAGS.lpips_net, backbone_weights=FLAGS.lpips_weights), None
-    except LPIPSUnavailable as error:
-        if FLAGS.lpips_weights:  # asked for explicitly: do not hide the problem
-            raise SetupError(str(error)) from error
-        return None, str(error)
-
-
-# ----------------------------------------------------------------------------- core
-def evaluate_pairs(pairs, restorer: Restorer, protocol, lpips_model=None,
-                   blur_info: Optional[BlurInfo] = None, outputs_dir: Optional[str] = None,
-                   on_error: Callable[[str], None] = lambda m: None,
-                   progress: Callable = lambda it, **kw: it) -> tuple[list[ImageResult], list[str]]:
-    """Restore and score every pair; returns (results, one-line error messages)."""
-    from kpac_tf import io as kio
-    from kpac_tf import metrics
-
-    results: list[ImageResult] = []
-    errors: list[str] = []
-    for pair in progress(pairs, desc="evaluating", unit="image"):
-        try:
-            paths = ([pair.left, pair.right, pair.source] if restorer.dual_pixel
-                     else [pair.source])
-            views = [metrics.prepare(kio.read_image(p).rgb, protocol.bit_depth).astype(np.float32)
-                     for p in paths]
-            target = kio.read_image(pair.target).rgb
-            if target.shape != views[-1].shape:
-                raise ValueError(f"{pair.name}: input {views[-1].shape[1]}x{views[-1].shape[0]} "
-                                 f"and target {target.shape[1]}x{target.shape[0]} differ in size.")
-            info = blur_info.get(pair.name) if restorer.needs_blur_info else {}
-            start = time.perf_counter()
-            restored = restorer.restore(views, info)
-            seconds = time.perf_counter() - start
-            restored = metrics.prepare(restored, protocol.bit_depth).astype(np.float32)
-            target = metrics.prepare(target, protocol.bit_depth).astype(np.float32)
-            scores = metrics.score_pair(restored, target, protocol)
-            lp = None
-            if lpips_model is not None:
-                lp = lpips_model.distance(restored, target)
-            if outputs_dir:
-                kio.write_image(os.path.join(outputs_dir, pair.name + ".png"), restored,
-                                bit_depth=protocol.bit_depth)
-        except (ValueError, OSError) as error:  # kpac_tf.io.ImageError is a ValueError
-            message = str(error)
-            errors.append(message)
-            on_error(message)
-            continue
-        results.append(ImageResult(pair.name, scores["psnr"], scores["ssim"], scores["mae"],
-                                   lp, seconds))
-        logging.info("%s: PSNR %.3f SSIM %.4f MAE %.4f LPIPS %s (%.2f s)", pair.name,
-                     scores["psnr"], scores["ssim"], scores["mae"], lp, seconds)
-    return results, errors
-
-
-def subset_means(results: Sequence[ImageResult], subsets: Mapping[str, Optional[set[str]]]):
-    """{subset label: {metric: Aggregate}}; a subset of None means all images."""
-    from kpac_tf import metrics
-
-    table = {}
-    for label, names in subsets.items():
-        rows = [r for r in results if names is None or r.name in names]
-        table[label] = {m: metrics.aggregate(getattr(r, m) for r in rows)
-                        for m in ("psnr", "ssim", "mae", "lpips")}
-    return table
-
-
-def _csv_number(value: Optional[float]) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.6f}"
-
-
-def write_csv(path: str, results: Sequence[ImageResult]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for r in results:
-            writer.writerow([r.name] + [_csv_number(getattr(r, c)) for c in CSV_COLUMNS[1:]])
-
-
-def write_reports(output_dir: str, *, results, errors, means, protocol, restorer: Restorer,
-                  data_description: str, lpips_note: Optional[str], command: str) -> dict:
-    """Write summary.json and results.md; returns the summary dictionary."""
-    from kpac_tf import metrics
-
-    seconds = [r.seconds for r in results]
-    timing = {
-        "mean_seconds": statistics.fmean(seconds) if seconds else None,
-        "median_seconds": statistics.median(seconds) if seconds else None,
-        "note": "seconds per image for restoration only (no reading or scoring); the first "
-                "image includes compilation.",
-    }
-    summary = {
-        "method": restorer.description,
-        "data": data_description,
-        "protocol": protocol.to_dict(),
-        "num_images": len(results),
-        "num_failed": len(errors),
-        "failed": errors,
-        "means": {label: {m: agg.to_dict() for m, agg in aggs.items()}
-                  for label, aggs in means.items()},
-        "lpips_skipped": lpips_note,
-        "timing": timing,
-        "command": command,
-        "python": platform.python_version(),
-    }
-    with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
-        fh.write("\n")
-    columns = ("psnr", "ssim", "mae") + (("lpips",) if protocol.lpips_net else ())
-    lines = [f"# Evaluation: {restorer.description}", "",
-             f"Data: {data_description}. Inputs were rounded to {protocol.bit_label} before "
-             "restoration.", "",
-             metrics.markdown_table(list(means.items()), protocol, columns).rstrip("\n")]
-    if lpips_note:
-        lines += ["", f"LPIPS not computed: {lpips_note}"]
-    if errors:
-        lines += ["", f"{len(errors)} image(s) could not be evaluated:"]
-        lines += [f"- {message}" for message in errors]
-    if seconds:
-        lines += ["", f"Restoration time per image: median {timing['median_seconds']:.3f} s, "
-                  f"mean {timing['mean_seconds']:.3f} s ({platform.machine()}, "
-                  f"{os.cpu_count()} CPU threads visible; the first image includes compilation)."]
-    lines += ["", f"Reproduce: `{command}`", ""]
-    with open(os.path.join(output_dir, "results.md"), "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines))
-    return summary
+        return evaluation.saved_model_restorer(FLAGS.saved_model)
+    return evaluation.model_restorer(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset,
+                                     make_deblurrer=inference_flags.make_deblurrer)
 
 
 def _command_line() -> str:
@@ -406,24 +110,33 @@ def _command_line() -> str:
 class Plan:
     """Everything checked before the first image: what, on which pairs, how, where."""
 
-    restorer: Restorer
+    restorer: evaluation.Restorer
     pairs: list
     subsets: dict
     protocol: Any
     lpips_model: Any
     lpips_note: Optional[str]
-    blur_info: Optional[BlurInfo]
+    blur_info: Optional[evaluation.BlurInfo]
     output_dir: str
 
 
 def check_output_dir(output_dir: str) -> None:
     """Writable (or creatable) and free of earlier results unless --overwrite."""
     runner.check_output_dir(output_dir)
-    earlier = [n for n in RESULT_NAMES if os.path.exists(os.path.join(output_dir, n))]
+    earlier = [n for n in evaluation.RESULT_NAMES if os.path.exists(os.path.join(output_dir, n))]
     if earlier and not FLAGS.overwrite:
         raise SetupError(f"{output_dir} holds the results of an earlier evaluation "
                          f"({', '.join(earlier)}); pass --overwrite to replace them, or choose "
                          "another --output_dir.")
+
+
+def _subsets() -> dict[str, Optional[set[str]]]:
+    subsets: dict[str, Optional[set[str]]] = {"all": None}
+    if FLAGS.indoor_list:
+        subsets["indoor"] = evaluation.read_name_list(FLAGS.indoor_list)
+    if FLAGS.outdoor_list:
+        subsets["outdoor"] = evaluation.read_name_list(FLAGS.outdoor_list)
+    return subsets
 
 
 def prepare(output_dir: str) -> Plan:
@@ -431,12 +144,9 @@ def prepare(output_dir: str) -> Plan:
     from kpac_tf import metrics
     from kpac_tf.data import dpdd
 
-    list_pairs = pair_lister()
-    subsets: dict[str, Optional[set[str]]] = {"all": None}
-    if FLAGS.indoor_list:
-        subsets["indoor"] = read_name_list(FLAGS.indoor_list)
-    if FLAGS.outdoor_list:
-        subsets["outdoor"] = read_name_list(FLAGS.outdoor_list)
+    list_pairs = evaluation.pair_lister(FLAGS.dpdd_root, FLAGS.split, FLAGS.source_dir,
+                                        FLAGS.target_dir)
+    subsets = _subsets()
     check_output_dir(output_dir)
     restorer = build_restorer()
     try:
@@ -447,8 +157,10 @@ def prepare(output_dir: str) -> Plan:
         raise SetupError("The dual-pixel model needs --dpdd_root (its _l and _r views).")
     if FLAGS.limit:
         pairs = pairs[: FLAGS.limit]
-    blur_info = BlurInfo(*_blur_info_sources()) if restorer.needs_blur_info else None
-    lpips_model, lpips_note = build_lpips()
+    blur_info = (evaluation.blur_info_for(FLAGS.dpdd_root, FLAGS.split, FLAGS.radius_dir,
+                                          FLAGS.blur_info) if restorer.needs_blur_info else None)
+    lpips_model, lpips_note = evaluation.build_lpips(FLAGS.lpips, FLAGS.lpips_net,
+                                                     FLAGS.lpips_weights)
     protocol = metrics.Protocol(bit_depth=int(FLAGS.bit_depth),
                                 lpips_net=FLAGS.lpips_net if lpips_model else None)
     return Plan(restorer, pairs, subsets, protocol, lpips_model, lpips_note, blur_info, output_dir)
@@ -484,22 +196,20 @@ def main(argv: list[str]) -> int:
     if plan.lpips_note and FLAGS.lpips:
         print(runner.line("note", f"LPIPS skipped: {plan.lpips_note}"), file=sys.stderr)
 
-    results, errors = evaluate_pairs(
+    results, errors = evaluation.evaluate_pairs(
         plan.pairs, plan.restorer, plan.protocol, plan.lpips_model, plan.blur_info, outputs_dir,
         on_error=lambda m: tqdm.write(runner.line("error", m), file=sys.stderr),
         progress=lambda it, **kw: tqdm(it, disable=not runner.progress_bar_wanted(), **kw))
-    means = subset_means(results, plan.subsets)
     listed = {p.name for p in plan.pairs}
     for label, names in plan.subsets.items():
         if names is not None and not names & listed:
             runner.warning(f"none of the images is in the {label} list.")
-    source = (f"DPDD-layout {FLAGS.dpdd_root}, split {FLAGS.split}" if FLAGS.dpdd_root
-              else f"{FLAGS.source_dir} -> {FLAGS.target_dir}")
-    write_csv(os.path.join(output_dir, "per_image.csv"), results)
-    write_reports(output_dir, results=results, errors=errors, means=means,
-                  protocol=plan.protocol, restorer=plan.restorer,
-                  data_description=f"{source}; {len(plan.pairs)} pairs",
-                  lpips_note=plan.lpips_note, command=_command_line())
+    data = evaluation.describe_data(len(plan.pairs), FLAGS.dpdd_root, FLAGS.split,
+                                    FLAGS.source_dir, FLAGS.target_dir)
+    _, means = evaluation.write_results(
+        output_dir, results, errors, subsets=plan.subsets, protocol=plan.protocol,
+        restorer=plan.restorer, data_description=data, lpips_note=plan.lpips_note,
+        command=_command_line())
     overall = means["all"]
     print(f"{len(results)} evaluated, {len(errors)} failed ({plan.protocol.bit_label}): "
           f"PSNR {metrics.format_score(overall['psnr'].mean, 2)} dB, "
