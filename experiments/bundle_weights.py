@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from absl import app, flags
@@ -28,7 +27,8 @@ flags.DEFINE_string("hardware", None, "Where the stage ran (default: keep the re
 flags.DEFINE_string("note", None, "A remark on this stage kept in the record (e.g. restarts).")
 flags.DEFINE_boolean("fresh", False, "Start a new record instead of appending a stage.")
 
-_PATH_FLAGS = ("--workdir=", "--init_from=", "--vgg19_weights=", "--flagfile=", "--val_data=")
+_PATH_FLAGS = ("--workdir=", "--init_from=", "--vgg19_weights=", "--flagfile=", "--val_data=",
+               "--data=pool:")
 
 
 def sanitize_command(command: str) -> str:
@@ -65,20 +65,39 @@ def append_stage(record: dict, run: dict, hardware: str | None = None, note: str
         record["hardware"] = hardware
     if note:
         record["stage_notes"] = {**record.get("stage_notes", {}), f"stage{stage}": note}
+    record["stage_data"] = {**record.get("stage_data", {}), f"stage{stage}": stage_data(run)}
+    record["stage_precision_reason"] = {**record.get("stage_precision_reason", {}),
+                                        f"stage{stage}": run.get("precision_reason", "")}
     return record
 
 
-def _write_atomically(data: bytes, target: Path) -> None:
-    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+def stage_data(run: dict) -> dict:
+    """What a run trained on: its --data value (folders reduced to their names) and, for a
+    pool, how the pool was rendered and the photo folder's manifest counts."""
+    spec = str(run.get("data", ""))
+    info: dict = {"data": sanitize_command(f"--data={spec}")[len("--data="):]}
+    if spec.startswith("pool:"):
+        pool_dir = Path(spec.split(":", 1)[1])
+        info["data"] = "pool:" + pool_dir.name
+        pool_record = pool_dir / "pool.json"
+        if pool_record.is_file():
+            pool = json.loads(pool_record.read_text())
+            info["pool"] = {key: pool.get(key) for key in ("count", "size", "dead_leaves_fraction",
+                                                           "photo_count", "seed", "crops_per_photo")}
+            info["pool"]["kinds"] = [_short_kind(kind) for kind in pool.get("kinds", [])]
+            info["pool"]["renderer"] = pool.get("config")
+            for kind in pool.get("kinds", []):
+                manifest = Path(kind.split("=", 1)[1]) / "manifest.json" if kind.startswith("photos=") else None
+                if manifest is not None and manifest.is_file():
+                    data = json.loads(manifest.read_text())
+                    info["photos_manifest"] = {"packages": data.get("packages"), "counts": data.get("counts")}
+    return info
+
+
+def _short_kind(kind: str) -> str:
+    if kind.startswith("photos="):
+        return "photos=" + Path(kind.split("=", 1)[1]).name
+    return Path(kind).name if os.sep in kind else kind
 
 
 def main(argv):
@@ -95,6 +114,7 @@ def main(argv):
 
 def bundle(run_dir: Path) -> None:
     """Copy the run's weights over the bundled file and append its stage to the record."""
+    from kpac_tf import io as kio
     from kpac_tf import weights
 
     run = json.loads((run_dir / "train_record.json").read_text())
@@ -113,8 +133,8 @@ def bundle(run_dir: Path) -> None:
     record.setdefault("preset", FLAGS.preset)
     weights.load_model(str(run_dir / "model.weights.npz"))  # refuses a broken or foreign file
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically((run_dir / "model.weights.npz").read_bytes(), target)
-    _write_atomically((json.dumps(record, indent=2) + "\n").encode(), record_path)
+    kio.atomic_write(target, (run_dir / "model.weights.npz").read_bytes())
+    kio.atomic_write(record_path, json.dumps(record, indent=2) + "\n")
     print(f"bundled {run_dir / 'model.weights.npz'} as {target} "
           f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
 

@@ -633,6 +633,9 @@ def atomic_write(path: PathLike, data: Union[bytes, str, Callable[[BinaryIO], No
     and moved over ``path`` with ``os.replace``; the temporary file is removed if
     anything fails. The file gets the mode of any new file (0o666 less the umask).
 
+    Paths with a scheme (``gs://...``) go through ``tf.io.gfile``: written to
+    ``path + ".tmp"``, then renamed over ``path``.
+
     Args:
       path: destination file.
       data: bytes, text (written as UTF-8), or a function that writes into the open
@@ -642,14 +645,14 @@ def atomic_write(path: PathLike, data: Union[bytes, str, Callable[[BinaryIO], No
       OSError: the folder is missing or the file cannot be written.
     """
     path = os.fspath(path)
+    if "://" in path:
+        _atomic_write_gfile(path, data)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            _write_data(f, data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
@@ -660,6 +663,20 @@ def atomic_write(path: PathLike, data: Union[bytes, str, Callable[[BinaryIO], No
         except OSError:
             pass
         raise
+
+
+def _write_data(stream: BinaryIO, data) -> None:
+    if callable(data):
+        data(stream)
+    else:
+        stream.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def _atomic_write_gfile(path: str, data) -> None:
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "wb") as stream:
+        _write_data(stream, data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def write_json(path: PathLike, payload, *, indent: int = 1) -> None:

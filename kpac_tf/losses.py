@@ -19,6 +19,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from kpac_tf import io as kio
+
 __all__ = [
     "CAFFE_BGR_MEAN",
     "FEATURE_DISTANCES",
@@ -60,7 +62,7 @@ def _load_imagenet_vgg19() -> keras.Model:
     except Exception as error:  # keras raises a bare Exception on "URL fetch failure"
         raise VGGWeightsError(
             "The perceptual loss needs the ImageNet VGG19 weights, which could not be "
-            f"downloaded ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+            f"downloaded ({type(error).__name__}: {kio.error_line(error)[:160]}); "
             "pass --vgg19_weights=PATH to a local copy of "
             "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or set the perceptual "
             "weight to 0."
@@ -98,7 +100,7 @@ def build_vgg19_features(weights: str | None = "imagenet", layer: str = PERCEPTU
         except Exception as error:
             raise VGGWeightsError(
                 f"Could not load VGG19 weights from {path} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0][:160]}); give the Keras 'notop' VGG19 file "
+                f"{kio.error_line(error)[:160]}); give the Keras 'notop' VGG19 file "
                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5."
             ) from None
     features = keras.Model(full.input, full.get_layer(layer).output, name=f"vgg19_{layer}")

@@ -28,6 +28,7 @@ from skimage.metrics import structural_similarity
 __all__ = [
     "Protocol",
     "Aggregate",
+    "batch_psnr",
     "prepare",
     "psnr",
     "psnr_from_mse",
@@ -139,6 +140,15 @@ def psnr(pred: np.ndarray, target: np.ndarray, *, bit_depth: int | None = 8) -> 
     """PSNR in dB of HWC float images in [0,1]; ``inf`` when they are identical."""
     pred, target = _check_pair(pred, target)
     return psnr_from_mse(_mse(prepare(pred, bit_depth), prepare(target, bit_depth)))
+
+
+def batch_psnr(image, target, max_db: float = 100.0):
+    """Per-example PSNR in dB of two NHWC batches in [0,1] as TensorFlow tensors (no
+    rounding), at most ``max_db``: the training and validation PSNR."""
+    import tensorflow as tf
+
+    mse = tf.reduce_mean(tf.square(image - target), axis=[1, 2, 3])
+    return tf.minimum(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-12)) / math.log(10.0), max_db)
 
 
 def signal_psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:

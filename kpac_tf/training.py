@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import re
 import time
 from typing import Any, Callable
 
@@ -47,8 +45,10 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
 
+from kpac_tf import io as kio
 from kpac_tf import losses as klosses
 from kpac_tf.data import pipeline as kpipe
+from kpac_tf.metrics import batch_psnr
 
 __all__ = [
     "STRATEGIES",
@@ -184,12 +184,6 @@ class TrainResult:
 # The Keras wrapper with the one step function.
 
 
-def _psnr(image: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """Per-example PSNR in dB of [0,1] NHWC images (capped at 100 dB)."""
-    mse = tf.reduce_mean(tf.square(image - target), axis=[1, 2, 3])
-    return tf.minimum(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-12)) / math.log(10.0), _MAX_PSNR)
-
-
 class KPACTrainer(keras.Model):
     """Wraps a KPAC model with its training and evaluation steps.
 
@@ -264,8 +258,8 @@ class KPACTrainer(keras.Model):
         blurred = tf.cast(inputs[-1] if isinstance(inputs, (tuple, list)) else inputs, tf.float32)
         mae = tf.reduce_mean(tf.abs(output - target), axis=[1, 2, 3])
         return {
-            "psnr_sum": tf.reduce_sum(_psnr(output, target) * weight),
-            "input_psnr_sum": tf.reduce_sum(_psnr(blurred, target) * weight),
+            "psnr_sum": tf.reduce_sum(batch_psnr(output, target, _MAX_PSNR) * weight),
+            "input_psnr_sum": tf.reduce_sum(batch_psnr(blurred, target, _MAX_PSNR) * weight),
             "mae_sum": tf.reduce_sum(mae * weight),
             "count": tf.reduce_sum(weight),
         }
@@ -348,6 +342,13 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # Helpers.
 
 
+def _run_and_sum(strategy: tf.distribute.Strategy, step_fn: Callable, batch) -> dict:
+    """``step_fn(batch)`` on every replica, each returned value summed over replicas (the
+    one cross-replica reduction of training and validation)."""
+    per_replica = strategy.run(step_fn, args=(batch,))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+
 def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
     """``train_loop(iterator, num_steps) -> (mean_logs, bad_index)``, compiled.
 
@@ -359,8 +360,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
     """
 
     def step(iterator):
-        per_replica = strategy.run(trainer.train_step, args=(next(iterator),))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+        return _run_and_sum(strategy, trainer.train_step, next(iterator))
 
     @tf.function
     def single(iterator):
@@ -407,20 +407,13 @@ def _current_lr(optimizer) -> float:
     return float(value.numpy() if hasattr(value, "numpy") else value)
 
 
-def _first_line(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def _check_data(data: TrainData) -> None:
     """Build one training sample eagerly, so bad data fails before training starts."""
     dataset = kpipe.make_train_dataset(data.train, data.pipeline, per_replica_batch=1)
     try:
         next(iter(dataset))
     except tf.errors.OpError as error:
-        raise ValueError(f"The training data cannot be read: {_first_line(error)}") from None
+        raise ValueError(f"The training data cannot be read: {kio.error_line(error)}") from None
 
 
 def _plugin_metadata(plugin: str) -> bytes:
@@ -471,10 +464,249 @@ class _Workdir:
 
 
 def _write_json(path: str, payload: dict) -> None:
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as stream:
-        stream.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    """The run record, written atomically (:func:`kpac_tf.io.atomic_write`)."""
+    kio.atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------------------------
+# The run's state and the phases of its life cycle.
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the phases of one :func:`train` invocation share: the model, its trainer and
+    optimizer, the checkpoint, and where the run stands (steps, wall time, last logs)."""
+
+    network: keras.Model
+    trainer: KPACTrainer
+    optimizer: keras.optimizers.Optimizer
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    step_var: tf.Variable
+    wall_var: tf.Variable
+    paths: _Workdir
+    start_step: int = 0
+    step: int = 0
+    last_saved: int | None = None
+    wall_before: float = 0.0
+    started: float = 0.0
+    logs: dict = dataclasses.field(default_factory=dict)
+    val_psnr: float | None = None
+
+    def start_clock(self) -> None:
+        """This invocation's training time counts from now."""
+        self.started = time.time()
+
+    def seconds(self) -> float:
+        """Seconds since :meth:`start_clock`."""
+        return time.time() - self.started
+
+    def save(self) -> None:
+        """A checkpoint at the current step, with the run's wall time so far."""
+        self.wall_var.assign(self.wall_before + self.seconds())
+        self.manager.save(checkpoint_number=self.step)
+        self.last_saved = self.step
+
+
+def _open_workdir(strategy: tf.distribute.Strategy, config: TrainConfig, workdir: str) -> _Workdir:
+    """Checks the batch against the replicas, creates the work directory and sets op
+    determinism when asked."""
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"The batch size {config.batch_size} does not split over {replicas} replicas; "
+            f"use a multiple of {replicas}."
+        )
+    _, task_id = _task(strategy)
+    paths = _Workdir(workdir, is_chief(strategy), task_id)
+    tf.io.gfile.makedirs(workdir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return paths
+
+
+def _build_run(model_fn: Callable[[], keras.Model], config: TrainConfig,
+               strategy: tf.distribute.Strategy, paths: _Workdir) -> _Run:
+    """The network, trainer, optimizer and checkpoint, built in the strategy's scope."""
+    with strategy.scope():
+        network = model_fn()
+        perceptual = None
+        if config.perceptual_weight > 0:
+            perceptual = klosses.PerceptualLoss(config.vgg19_weights, config.perceptual_distance)
+        trainer = KPACTrainer(network, perceptual, config.perceptual_weight, config.infocus_weight)
+        loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
+        optimizer = make_optimizer(config, loss_scaling)
+        trainer.compile(optimizer=optimizer, jit_compile=False)
+        optimizer.build(network.trainable_variables)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        wall_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_time")
+    checkpoint = tf.train.Checkpoint(model=network, optimizer=optimizer, step=step_var, wall_time=wall_var)
+    manager = tf.train.CheckpointManager(
+        checkpoint, paths.write_checkpoints, max_to_keep=config.keep_checkpoints, checkpoint_name="ckpt"
+    )
+    return _Run(network, trainer, optimizer, checkpoint, manager, step_var, wall_var, paths)
+
+
+def _restore_or_initialise(run: _Run, init_from: str | None) -> None:
+    """Resumes from the latest checkpoint, else loads ``init_from`` (if any); sets where
+    the run starts."""
+    from kpac_tf import weights as kweights
+
+    latest = tf.train.latest_checkpoint(run.paths.checkpoints)
+    if latest:
+        _restore(run.checkpoint, latest)
+        logging.info("Resumed from %s (step %d).", latest, int(run.step_var.numpy()))
+        if init_from:
+            logging.info("Ignoring init_from=%s: the run resumes from its checkpoint.", init_from)
+    elif init_from:
+        kweights.load_weights(run.network, init_from)
+        logging.info("Initialised the model from %s.", init_from)
+    run.start_step = run.step = int(run.step_var.numpy())
+    run.last_saved = run.start_step if latest else None
+    run.wall_before = float(run.wall_var.numpy())
+
+
+def _already_finished(run: _Run, config: TrainConfig) -> bool:
+    paths = run.paths
+    return (run.start_step >= config.steps and tf.io.gfile.exists(paths.weights)
+            and tf.io.gfile.exists(paths.record))
+
+
+def _train_iterator(strategy: tf.distribute.Strategy, data: TrainData, config: TrainConfig,
+                    start_step: int):
+    """The distributed training stream, starting at ``start_step`` (the data position)."""
+
+    def train_dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return kpipe.make_train_dataset(
+            data.train, data.pipeline,
+            per_replica_batch=context.get_per_replica_batch_size(config.batch_size),
+            global_batch=config.batch_size,
+            pipeline_id=context.input_pipeline_id,
+            num_pipelines=context.num_input_pipelines,
+            start_step=start_step,
+        )
+
+    return iter(strategy.distribute_datasets_from_function(train_dataset_fn))
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def _next_chunk(step: int, config: TrainConfig) -> int:
+    """Steps of the next loop call from ``step``: at most ``steps_per_loop``, ending on
+    the next checkpoint, summary, image-summary or evaluation step, or the run's end."""
+    boundaries = [config.steps, config.steps_per_loop + step]
+    for every in (config.checkpoint_every, config.summary_every, config.image_summary_every,
+                  config.eval_every):
+        if every > 0:
+            boundaries.append((step // every + 1) * every)
+    return min(boundaries) - step
+
+
+def _train_chunk(run: _Run, train_loop, iterator, num_steps: int) -> None:
+    """``num_steps`` training steps; the run's step and logs move on (NonFiniteLossError,
+    nothing saved, if a loss is not finite)."""
+    loop_start = time.time()
+    mean_logs, bad_index = train_loop(iterator, num_steps)
+    bad_index = int(bad_index.numpy())
+    if bad_index >= 0:
+        where = (f"the last good checkpoint (step {run.last_saved}) is kept in {run.paths.checkpoints}"
+                 if run.last_saved is not None else "no checkpoint had been written yet")
+        raise NonFiniteLossError(
+            f"The training loss became NaN or infinite at step {run.step + bad_index + 1}; "
+            f"training stopped without saving and {where}. Lower the learning rate or "
+            "check the data, then rerun to resume."
+        )
+    elapsed = time.time() - loop_start
+    run.step += num_steps
+    run.step_var.assign(run.step)
+    run.logs = {k: float(v.numpy()) for k, v in mean_logs.items()}
+    run.logs["learning_rate"] = _current_lr(run.optimizer)
+    run.logs["steps_per_sec"] = num_steps / max(elapsed, 1e-9)
+
+
+class _Reporter:
+    """TensorBoard scalars and previews, and the validation pass, on their steps."""
+
+    def __init__(self, strategy, run: _Run, data: TrainData, config: TrainConfig):
+        self.config = config
+        self.network = run.network
+        self.evaluate = (_make_evaluator(strategy, run.trainer, data, config)
+                         if data.val is not None else None)
+        self.writer = (tf.summary.create_file_writer(run.paths.tensorboard) if run.paths.chief
+                       else tf.summary.create_noop_writer())
+        self.preview = (_preview_batch(data) if run.paths.chief and config.image_summary_every
+                        else None)
+
+    def report(self, run: _Run) -> None:
+        """Writes what is due at ``run.step``; a validation pass adds val_* to the logs."""
+        step, config = run.step, self.config
+        with self.writer.as_default(step=step):
+            if _due(step, config.summary_every) or step == config.steps:
+                for name, value in run.logs.items():
+                    _summary_scalar(f"train/{name}", value)
+            if self.preview is not None and _due(step, config.image_summary_every):
+                inputs, target = self.preview
+                output = tf.cast(self.network(inputs, training=False), tf.float32)
+                _summary_images("preview/input_output_target", _preview(inputs, target, output))
+            if self.evaluate is not None and (_due(step, config.eval_every) or step == config.steps):
+                val_logs = self.evaluate()
+                run.val_psnr = val_logs["psnr"]
+                run.logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                for name, value in val_logs.items():
+                    _summary_scalar(f"val/{name}", value)
+                logging.info("step %d: validation PSNR %.3f dB (input %.3f dB) over %d images.", step,
+                             run.val_psnr, val_logs["input_psnr"], val_logs["images"])
+        self.writer.flush()
+
+
+def _run_record(run: _Run, data: TrainData, config: TrainConfig, strategy, init_from,
+                wall_time: float) -> dict:
+    """The JSON record of this invocation (before history and weights)."""
+    from kpac_tf import models as kmodels
+
+    network = run.network
+    return {
+        "data": data.description,
+        "train_source": data.train.describe(),
+        "val_source": data.val.describe() if data.val is not None else None,
+        "pipeline": dataclasses.asdict(data.pipeline),
+        "config": dataclasses.asdict(config),
+        "model": kmodels.model_config(network).to_dict() if hasattr(network, "kpac_config") else None,
+        "strategy": strategy_name(strategy),
+        "replicas": strategy.num_replicas_in_sync,
+        "start_step": run.start_step,
+        "step": run.step,
+        "finished": run.step >= config.steps,
+        "init_from": init_from,
+        "wall_time_seconds": round(wall_time, 3),
+        "final_logs": run.logs,
+        "val_psnr": run.val_psnr,
+    }
+
+
+def _finish(run: _Run, record: dict, config: TrainConfig, wall_time: float) -> TrainResult:
+    """Writes the final weights (a finished run) and the record with the run's history
+    (chief only); an invocation that trained nothing keeps the run's record."""
+    from kpac_tf import weights as kweights
+
+    paths, weights_path = run.paths, None
+    seconds = run.seconds()
+    if run.step == run.start_step and paths.chief and tf.io.gfile.exists(paths.record):
+        # Nothing trained (stopped before the first step): keep the run's record.
+        record = _read_json(paths.record)
+        run.logs, run.val_psnr = record.get("final_logs", {}), record.get("val_psnr")
+    elif paths.chief:
+        record["history"] = _history(paths.record, record, seconds)
+    if paths.chief:
+        if run.step >= config.steps:
+            weights_path = str(kweights.save_weights(run.network, paths.weights))
+            record["weights"] = weights_path
+        _write_json(paths.record, record)
+    return TrainResult(step=run.step, start_step=run.start_step, logs=run.logs,
+                       val_psnr=run.val_psnr, weights_path=weights_path, wall_time=wall_time,
+                       record=record, network=run.network, seconds=seconds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,185 +752,49 @@ def train(
         ValueError: bad data or settings, found before the first step.
         VGGWeightsError / FileNotFoundError: perceptual loss weights unavailable.
     """
-    from kpac_tf import models as kmodels
-    from kpac_tf import weights as kweights
-
     strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ValueError(
-            f"The batch size {config.batch_size} does not split over {replicas} replicas; "
-            f"use a multiple of {replicas}."
-        )
-    _, task_id = _task(strategy)
-    paths = _Workdir(workdir, is_chief(strategy), task_id)
-    tf.io.gfile.makedirs(workdir)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    paths = _open_workdir(strategy, config, workdir)
     _check_data(data)
     keras.utils.set_random_seed(config.seed)
+    run = _build_run(model_fn, config, strategy, paths)
+    _restore_or_initialise(run, init_from)
+    if _already_finished(run, config):
+        logging.info("Already at step %d of %d: nothing to do; nothing is written.", run.start_step,
+                     config.steps)
+        return _finished_result(paths, run.start_step, run.wall_before, run.network)
+    iterator = _train_iterator(strategy, data, config, run.start_step)
+    train_loop = make_train_loop(strategy, run.trainer)
+    reporter = _Reporter(strategy, run, data, config)
 
-    with strategy.scope():
-        network = model_fn()
-        perceptual = None
-        if config.perceptual_weight > 0:
-            perceptual = klosses.PerceptualLoss(config.vgg19_weights, config.perceptual_distance)
-        trainer = KPACTrainer(network, perceptual, config.perceptual_weight, config.infocus_weight)
-        loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
-        optimizer = make_optimizer(config, loss_scaling)
-        trainer.compile(optimizer=optimizer, jit_compile=False)
-        optimizer.build(network.trainable_variables)
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        wall_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_time")
-    checkpoint = tf.train.Checkpoint(model=network, optimizer=optimizer, step=step_var, wall_time=wall_var)
-    manager = tf.train.CheckpointManager(
-        checkpoint, paths.write_checkpoints, max_to_keep=config.keep_checkpoints, checkpoint_name="ckpt"
-    )
-
-    latest = tf.train.latest_checkpoint(paths.checkpoints)
-    if latest:
-        _restore(checkpoint, latest)
-        logging.info("Resumed from %s (step %d).", latest, int(step_var.numpy()))
-        if init_from:
-            logging.info("Ignoring init_from=%s: the run resumes from its checkpoint.", init_from)
-    elif init_from:
-        kweights.load_weights(network, init_from)
-        logging.info("Initialised the model from %s.", init_from)
-    start_step = int(step_var.numpy())
-    last_saved = start_step if latest else None
-    wall_before = float(wall_var.numpy())
-    if start_step >= config.steps and tf.io.gfile.exists(paths.weights) and tf.io.gfile.exists(paths.record):
-        logging.info("Already at step %d of %d: nothing to do; nothing is written.", start_step, config.steps)
-        return _finished_result(paths, start_step, wall_before, network)
-
-    def train_dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return kpipe.make_train_dataset(
-            data.train, data.pipeline,
-            per_replica_batch=context.get_per_replica_batch_size(config.batch_size),
-            global_batch=config.batch_size,
-            pipeline_id=context.input_pipeline_id,
-            num_pipelines=context.num_input_pipelines,
-            start_step=start_step,
-        )
-
-    iterator = iter(strategy.distribute_datasets_from_function(train_dataset_fn))
-
-    train_loop = make_train_loop(strategy, trainer)
-
-    eval_fn = _make_evaluator(strategy, trainer, data, config) if data.val is not None else None
-    writer = tf.summary.create_file_writer(paths.tensorboard) if paths.chief else tf.summary.create_noop_writer()
-    preview_batch = _preview_batch(data) if paths.chief and config.image_summary_every else None
-
-    def save(step: int) -> None:
-        nonlocal last_saved
-        wall_var.assign(wall_before + (time.time() - started))
-        manager.save(checkpoint_number=step)
-        last_saved = step
-
-    def due(step: int, every: int) -> bool:
-        return every > 0 and step % every == 0
-
-    started = time.time()
-    step = start_step
-    logs: dict[str, float] = {}
-    val_psnr = None
+    run.start_clock()
     stopped_early = False
     if on_progress is not None:
-        on_progress(step, config.steps, {})
+        on_progress(run.step, config.steps, {})
     try:
-        while step < config.steps:
+        while run.step < config.steps:
             if should_stop is not None and should_stop():
                 stopped_early = True
                 break
-            boundaries = [config.steps, config.steps_per_loop + step]
-            for every in (config.checkpoint_every, config.summary_every, config.image_summary_every,
-                          config.eval_every):
-                if every > 0:
-                    boundaries.append((step // every + 1) * every)
-            num_steps = min(boundaries) - step
-            loop_start = time.time()
-            mean_logs, bad_index = train_loop(iterator, num_steps)
-            bad_index = int(bad_index.numpy())
-            if bad_index >= 0:
-                where = (f"the last good checkpoint (step {last_saved}) is kept in {paths.checkpoints}"
-                         if last_saved is not None else "no checkpoint had been written yet")
-                raise NonFiniteLossError(
-                    f"The training loss became NaN or infinite at step {step + bad_index + 1}; "
-                    f"training stopped without saving and {where}. Lower the learning rate or "
-                    "check the data, then rerun to resume."
-                )
-            elapsed = time.time() - loop_start
-            step += num_steps
-            step_var.assign(step)
-            logs = {k: float(v.numpy()) for k, v in mean_logs.items()}
-            logs["learning_rate"] = _current_lr(optimizer)
-            logs["steps_per_sec"] = num_steps / max(elapsed, 1e-9)
-            with writer.as_default(step=step):
-                if due(step, config.summary_every) or step == config.steps:
-                    for name, value in logs.items():
-                        _summary_scalar(f"train/{name}", value)
-                if preview_batch is not None and due(step, config.image_summary_every):
-                    inputs, target = preview_batch
-                    output = tf.cast(network(inputs, training=False), tf.float32)
-                    _summary_images("preview/input_output_target", _preview(inputs, target, output))
-                if eval_fn is not None and (due(step, config.eval_every) or step == config.steps):
-                    val_logs = eval_fn()
-                    val_psnr = val_logs["psnr"]
-                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                    for name, value in val_logs.items():
-                        _summary_scalar(f"val/{name}", value)
-                    logging.info("step %d: validation PSNR %.3f dB (input %.3f dB) over %d images.", step,
-                                 val_psnr, val_logs["input_psnr"], val_logs["images"])
-            writer.flush()
-            if due(step, config.checkpoint_every) or step == config.steps:
-                save(step)
+            _train_chunk(run, train_loop, iterator, _next_chunk(run.step, config))
+            reporter.report(run)
+            if _due(run.step, config.checkpoint_every) or run.step == config.steps:
+                run.save()
             if on_progress is not None:
-                on_progress(step, config.steps, logs)
-            if due(step, config.summary_every):
-                logging.info("step %d/%d: %s", step, config.steps,
-                             ", ".join(f"{k} {v:.5g}" for k, v in logs.items()))
-        if stopped_early and last_saved != step:
-            save(step)
-            logging.info("Stopped at step %d on request; checkpoint saved.", step)
+                on_progress(run.step, config.steps, run.logs)
+            if _due(run.step, config.summary_every):
+                logging.info("step %d/%d: %s", run.step, config.steps,
+                             ", ".join(f"{k} {v:.5g}" for k, v in run.logs.items()))
+        if stopped_early and run.last_saved != run.step:
+            run.save()
+            logging.info("Stopped at step %d on request; checkpoint saved.", run.step)
     finally:
-        writer.flush()
+        reporter.writer.flush()
         paths.cleanup()
 
-    wall_time = wall_before + (time.time() - started)
-    weights_path = None
-    record = {
-        "data": data.description,
-        "train_source": data.train.describe(),
-        "val_source": data.val.describe() if data.val is not None else None,
-        "pipeline": dataclasses.asdict(data.pipeline),
-        "config": dataclasses.asdict(config),
-        "model": kmodels.model_config(network).to_dict() if hasattr(network, "kpac_config") else None,
-        "strategy": strategy_name(strategy),
-        "replicas": replicas,
-        "start_step": start_step,
-        "step": step,
-        "finished": step >= config.steps,
-        "init_from": init_from,
-        "wall_time_seconds": round(wall_time, 3),
-        "final_logs": logs,
-        "val_psnr": val_psnr,
-    }
+    wall_time = run.wall_before + run.seconds()
+    record = _run_record(run, data, config, strategy, init_from, wall_time)
     record.update(record_extra or {})
-    seconds = time.time() - started
-    if step == start_step and paths.chief and tf.io.gfile.exists(paths.record):
-        # Nothing trained (stopped before the first step): keep the run's record.
-        record = _read_json(paths.record)
-        logs, val_psnr = record.get("final_logs", {}), record.get("val_psnr")
-    elif paths.chief:
-        record["history"] = _history(paths.record, record, seconds)
-    if paths.chief:
-        if step >= config.steps:
-            weights_path = str(kweights.save_weights(network, paths.weights))
-            record["weights"] = weights_path
-        _write_json(paths.record, record)
-    return TrainResult(step=step, start_step=start_step, logs=logs, val_psnr=val_psnr,
-                       weights_path=weights_path, wall_time=wall_time, record=record, network=network,
-                       seconds=seconds)
+    return _finish(run, record, config, wall_time)
 
 
 def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
@@ -711,7 +807,7 @@ def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
         if status is not None:
             status.expect_partial()  # silences the "unrestored values" warnings
         raise ValueError(
-            f"The checkpoint {path} does not fit this model or optimizer ({_first_line(error)[:200]}); "
+            f"The checkpoint {path} does not fit this model or optimizer ({kio.error_line(error)[:200]}); "
             "rerun with the model flags of that run, or use a new work directory."
         ) from None
 
@@ -783,8 +879,7 @@ def _make_evaluator(strategy, trainer: KPACTrainer, data: TrainData, config: Tra
 
     @tf.function(reduce_retracing=True)
     def eval_step(batch):
-        per_replica = strategy.run(trainer.test_step, args=(batch,))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+        return _run_and_sum(strategy, trainer.test_step, batch)
 
     def evaluate() -> dict[str, float]:
         sums = {"psnr_sum": 0.0, "input_psnr_sum": 0.0, "mae_sum": 0.0, "count": 0.0}

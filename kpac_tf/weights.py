@@ -20,7 +20,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -218,26 +217,13 @@ def export_authors_npz(model: keras.Model, path: str | os.PathLike) -> None:
 # The project's own format.
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_savez(path: Path, entries: dict) -> None:
-    """np.savez into a temporary file beside ``path``, then rename (no partial files).
-    The file gets the mode of any new file (0o666 less the umask), not mkstemp's 0o600."""
+    """np.savez into ``path`` (its folder created), complete or absent
+    (:func:`kpac_tf.io.atomic_write`)."""
+    from kpac_tf import io as kio
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **entries)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    kio.atomic_write(path, lambda stream: np.savez(stream, **entries))
 
 
 def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
