@@ -89,3 +89,27 @@ def test_unfinished_or_unrelated_runs_are_refused(finished_run, tmp_path):
         record_path.write_text(original)
     assert (assets / "kpac-3level.json").read_text() == before
     assert not (assets / "kpac-3level.weights.npz").exists()
+
+
+def test_a_pool_stage_records_its_data_without_machine_paths(tmp_path):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import bundle_weights
+
+    photos = tmp_path / "secret" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "manifest.json").write_text(json.dumps(
+        {"packages": {"ufoai-textures": {"train": 9, "map": 3}}, "counts": {"train": 9, "val": 1, "heldout": 1}}))
+    pool = tmp_path / "secret" / "pool384"
+    pool.mkdir()
+    (pool / "pool.json").write_text(json.dumps(
+        {"count": 3200, "size": 384, "kinds": [f"photos={photos}", "deadleaves"], "photo_count": 9,
+         "dead_leaves_fraction": 0.1, "seed": 0, "crops_per_photo": 4, "config": {"max_radius": [1, 16]}}))
+    run = _run_record(data=f"pool:{pool}", precision_reason="automatic: no bf16",
+                      command=f"kpac-train --data=pool:{pool} --workdir={tmp_path}/runs/x")
+    record = bundle_weights.append_stage({}, run)
+    data = record["stage_data"]["stage1"]
+    assert data["data"] == "pool:pool384"
+    assert data["pool"]["count"] == 3200 and data["pool"]["kinds"] == ["photos=photos", "deadleaves"]
+    assert data["photos_manifest"]["counts"] == {"train": 9, "val": 1, "heldout": 1}
+    assert record["stage_precision_reason"]["stage1"] == "automatic: no bf16"
+    assert "secret" not in json.dumps(record) and str(tmp_path) not in json.dumps(record)
