@@ -268,13 +268,3 @@ def model_config(model: keras.Model) -> ModelConfig:
     if config is None:
         raise ValueError(f"Model {model.name!r} was not built by kpac_tf.build_kpac.")
     return config
-
-
-def __getattr__(name: str):
-    # analytic_macs and count_parameters live in kpac_tf.complexity; the old import path
-    # still works.
-    if name in ("analytic_macs", "count_parameters"):
-        from kpac_tf import complexity
-
-        return getattr(complexity, name)
-    raise AttributeError(f"module 'kpac_tf.models' has no attribute {name!r}")
