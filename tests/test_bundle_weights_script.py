@@ -91,10 +91,19 @@ def test_unfinished_or_unrelated_runs_are_refused(finished_run, tmp_path):
     assert not (assets / "kpac-3level.weights.npz").exists()
 
 
-def test_a_pool_stage_records_its_data_without_machine_paths(tmp_path):
-    sys.path.insert(0, str(REPO / "experiments"))
-    import bundle_weights
+def _append_stage(run: dict) -> dict:
+    """bundle_weights.append_stage({}, run) in a fresh process (the script defines absl
+    flags that the commands imported by other tests define too)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bundle_weights; "
+            "print(json.dumps(bundle_weights.append_stage({}, json.loads(sys.argv[2]))))")
+    result = subprocess.run([sys.executable, "-c", code, str(REPO / "experiments"), json.dumps(run)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
 
+
+def test_a_pool_stage_records_its_data_without_machine_paths(tmp_path):
     photos = tmp_path / "secret" / "photos"
     photos.mkdir(parents=True)
     (photos / "manifest.json").write_text(json.dumps(
@@ -106,7 +115,7 @@ def test_a_pool_stage_records_its_data_without_machine_paths(tmp_path):
          "dead_leaves_fraction": 0.1, "seed": 0, "crops_per_photo": 4, "config": {"max_radius": [1, 16]}}))
     run = _run_record(data=f"pool:{pool}", precision_reason="automatic: no bf16",
                       command=f"kpac-train --data=pool:{pool} --workdir={tmp_path}/runs/x")
-    record = bundle_weights.append_stage({}, run)
+    record = _append_stage(run)
     data = record["stage_data"]["stage1"]
     assert data["data"] == "pool:pool384"
     assert data["pool"]["count"] == 3200 and data["pool"]["kinds"] == ["photos=photos", "deadleaves"]
