@@ -228,10 +228,14 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, rng, weights_file):
     import signal
     import time
 
-    kio.write_image(tmp_path / "a.png", rng.random((16, 16, 3)))
-    process = subprocess.Popen([sys.executable, "-m", "kpac_tf.cli.deblur", "a.png", f"--weights={weights_file}"],
+    # Enough work (TensorFlow's import, then 60 images) that the signal always lands
+    # before the end, however fast the machine.
+    (tmp_path / "in").mkdir()
+    for k in range(60):
+        kio.write_image(tmp_path / "in" / f"a{k:02d}.png", rng.random((192, 192, 3)))
+    process = subprocess.Popen([sys.executable, "-m", "kpac_tf.cli.deblur", "in", f"--weights={weights_file}"],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # it is loading TensorFlow: seconds from the end
+    time.sleep(1.5)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
