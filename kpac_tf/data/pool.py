@@ -141,11 +141,13 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
             if not all(os.path.exists(os.path.join(out_dir, f, _pool_name(i))) for f in _FOLDERS)]
     logging.info("Pool %s: %d of %d pairs to render with %d worker(s).", out_dir, len(todo), count,
                  workers)
-    if todo:
-        _render_all(todo, settings, workers)
     photo_count = len(SyntheticDefocusSource(8, photos=photos).photos) if photos else 0
     record = dict(fixed, count=int(count), photo_count=photo_count)
+    # Written before rendering too, so that a render killed half-way still guards its
+    # settings when it is resumed (loading takes only the complete pairs).
     kio.write_json(record_path, record)
+    if todo:
+        _render_all(todo, settings, workers)
     return record
 
 
