@@ -81,7 +81,9 @@ def test_automatic_tiling_kicks_in_for_a_small_budget():
     result = deblurrer.deblur(image)
     assert result.shape == image.shape and result.dtype == np.float32
     assert result.min() >= 0 and result.max() <= 1
-    assert _psnr(result, Deblurrer(model).deblur(image)) > 30
+    # 64-pixel tiles are small for the 2-level model's receptive field: measured 37.8 dB
+    # against the whole-image pass (the 512-pixel tiles above reach 50 dB).
+    assert _psnr(result, Deblurrer(model).deblur(image)) > 37.0
 
 
 def test_one_trace_for_many_sizes(rng):
@@ -99,23 +101,48 @@ def test_ensemble_transforms_invert(rng):
         np.testing.assert_array_equal(inverse(forward(array)), array)
 
 
+def _dihedral_views() -> list[tuple]:
+    """The 8 flips/rotations written out here (not taken from the module under test)."""
+    views = []
+    for flip in (False, True):
+        for k in range(4):
+            views.append((lambda x, k=k, flip=flip: np.rot90(x[:, ::-1] if flip else x, k),
+                          lambda y, k=k, flip=flip: (lambda z: z[:, ::-1] if flip else z)(np.rot90(y, -k))))
+    return views
+
+
 def test_ensemble_averages_and_keeps_an_identity_model_exact():
     model = _strong_residual_model("kpac-2level")
     image = _photo(48, 80)
-    plain = Deblurrer(model).deblur(image)
-    ensembled = Deblurrer(model, ensemble=True).deblur(image)
+    plain = Deblurrer(model, precision="float32").deblur(image)
+    ensembled = Deblurrer(model, ensemble=True, precision="float32").deblur(image)
     assert ensembled.shape == image.shape
-    assert np.abs(ensembled - plain).max() > 1e-4
+    # The mean over the 8 transforms of the model's clipped output, mapped back.
+    outputs = []
+    for forward, inverse in _dihedral_views():
+        view = np.ascontiguousarray(forward(image))[np.newaxis]
+        outputs.append(inverse(np.clip(model(view, training=False).numpy()[0], 0.0, 1.0)))
+    want = np.clip(np.mean(outputs, axis=0), 0.0, 1.0)
+    assert np.abs(outputs[1] - outputs[0]).max() > 0.05  # the views really differ
+    np.testing.assert_allclose(ensembled, want, atol=1e-5)
+    assert np.abs(ensembled - plain).max() > 1e-3
     last = model.get_layer("d2_2")
     last.kernel.assign(np.zeros(last.kernel.shape, np.float32))
     last.bias.assign(np.zeros(last.bias.shape, np.float32))
     np.testing.assert_allclose(Deblurrer(model, ensemble=True).deblur(image), image, atol=1e-6)
 
 
-def test_dual_pixel_deblurrer(rng):
-    deblurrer = Deblurrer(build_kpac("kpac-dual"), tile_size=64, overlap=16)
-    views = [rng.random((70, 90, 3), dtype=np.float32) for _ in range(3)]
-    assert deblurrer.deblur_dual(*views).shape == (70, 90, 3)
+def test_dual_pixel_deblurrer():
+    model = _strong_residual_model("kpac-dual")
+    centre = _photo(96, 128)
+    views = [np.roll(centre, 2, axis=1), np.roll(centre, -2, axis=1), centre]  # left, right, centre
+    deblurrer = Deblurrer(model, tile_size=64, overlap=24)
+    assert deblurrer.needs_tiling(96, 128)
+    tiled = deblurrer.deblur_dual(*views)
+    whole = Deblurrer(model, memory_budget_mb=4096).deblur_dual(*views)
+    assert tiled.shape == (96, 128, 3)
+    assert np.mean(np.abs(whole - centre)) > 0.05  # the network really changes the image
+    assert _psnr(tiled, whole) >= 50.0  # measured 51.6 dB
     with pytest.raises(ValueError, match="dual-pixel model"):
         deblurrer.deblur(views[0])
     with pytest.raises(ValueError, match="differ in size"):
