@@ -155,6 +155,34 @@ def test_heads_reader_matches_torch_legacy_save(tmp_path):
 
 
 # ---------------------------------------------------------------- PyTorch parity
+def _reference_script():
+    spec = importlib.util.spec_from_file_location(
+        "lpips_reference", os.path.join(_ROOT, "experiments", "lpips_reference.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_matches_distances_stored_from_the_lpips_package(net):
+    """Distances the PyPI ``lpips`` package computed once (experiments/lpips_reference.py),
+    with its own heads and a seeded random trunk, reproduced here without torch."""
+    script = _reference_script()
+    with np.load(os.path.join(_ROOT, "tests", "data", "lpips_reference.npz")) as ref:
+        ref = {k: ref[k] for k in ref.files if k.startswith(net + "_")}
+    weights = L.random_backbone(net, seed=int(ref[f"{net}_seed"]))
+    # kpac_tf and the script draw the same trunk the package was given.
+    assert script.backbone_digest(weights) == str(ref[f"{net}_backbone_sha256"])
+    x = ref[f"{net}_x"].astype(np.float32) / np.float32(255)
+    y = ref[f"{net}_y"].astype(np.float32) / np.float32(255)
+    model = L.LPIPS(net, backbone_weights=weights)
+    want = ref[f"{net}_distance"]
+    assert want.shape == (2,) and np.all(want > 1e-3)
+    np.testing.assert_allclose(model(x, y).numpy(), want, rtol=2e-4, atol=1e-7)
+    layers = np.stack([t.numpy() for t in model.per_layer(x, y)])
+    np.testing.assert_allclose(layers, ref[f"{net}_per_layer"], rtol=2e-4, atol=1e-7)
+
+
 def _torch_lpips(torch, net, weights, heads, x, y):
     """LPIPS v0.1 written directly in PyTorch, torchvision's layer order and padding."""
     import torch.nn.functional as F
