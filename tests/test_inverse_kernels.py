@@ -41,7 +41,7 @@ def test_eq10_fails_for_lanczos_but_approximately_holds(rng):
     a = ik.wiener_inverse(ik.upsample_lanczos(k, 3), 1e-2)
     b = ik.upsample_lanczos(ik.wiener_inverse(k, 1e-2), 3)
     rel = np.linalg.norm(a - b) / np.linalg.norm(a)
-    assert 1e-6 < rel < 0.5
+    assert rel == pytest.approx(0.0815, abs=0.005)  # measured 0.08146; 2e-15 for the Fourier family
 
 
 def test_scaled_kernels_fourier_family_obeys_eq10():
