@@ -153,17 +153,40 @@ def test_dihedral_same_transform_and_dual_pixel_swap():
         augment.random_dihedral(dual, tf.constant([0, 0]), rotate=True, dual_pixel=True)
 
 
-def test_dual_pixel_elements(tmp_path, rng):
+def _dual_pixel_values(root, flip_rot: bool) -> dict[str, np.ndarray]:
+    """One batch of 2 from a dual-pixel layout, in 8-bit levels per role."""
+    data = pipeline.resolve_data(str(root), crop=16, dual_pixel=True)
+    inputs, target = next(iter(pipeline.make_train_dataset(
+        data.train, pipeline.PipelineConfig(crop=16, flip_rot=flip_rot), per_replica_batch=2)))
+    assert isinstance(inputs, tuple) and len(inputs) == 3
+    assert all(t.shape == (2, 16, 16, 3) for t in inputs) and target.shape == (2, 16, 16, 3)
+    return {role: np.round(tensor.numpy() * 255) for role, tensor in
+            zip(("left", "right", "source", "target"), (*inputs, target))}
+
+
+def test_dual_pixel_elements(tmp_path):
+    """Each view is a constant image of its own value (plus the item's index), so a
+    swapped, repeated or mispaired view shows in the values."""
+    marks = {"left": 40, "right": 80, "source": 120, "target": 200}
     for role, folder in (("source", "train_c/source"), ("target", "train_c/target"),
                          ("left", "train_l/source"), ("right", "train_r/source")):
         for index in range(2):
-            image = rng.integers(0, 256, size=(30, 30, 3)).astype(np.uint8)
+            image = np.full((30, 30, 3), marks[role] + index, np.uint8)
             _write_png(str(tmp_path / folder / f"x{index}.png"), image)
-    data = pipeline.resolve_data(str(tmp_path), crop=16, dual_pixel=True)
-    inputs, target = next(iter(pipeline.make_train_dataset(
-        data.train, pipeline.PipelineConfig(crop=16, flip_rot=True), per_replica_batch=2)))
-    assert isinstance(inputs, tuple) and len(inputs) == 3
-    assert all(t.shape == (2, 16, 16, 3) for t in inputs) and target.shape == (2, 16, 16, 3)
+    values = _dual_pixel_values(tmp_path, flip_rot=False)
+    for b in range(2):
+        index = values["target"][b, 0, 0, 0] - marks["target"]
+        assert index in (0, 1)
+        for role, mark in marks.items():  # (left, right, centre) in order, one item
+            np.testing.assert_array_equal(values[role][b], mark + index, err_msg=role)
+    # With flips, a horizontal mirror swaps left and right (the disparity's sign flips).
+    values = _dual_pixel_values(tmp_path, flip_rot=True)
+    for b in range(2):
+        index = values["target"][b, 0, 0, 0] - marks["target"]
+        np.testing.assert_array_equal(values["source"][b], marks["source"] + index)
+        sides = {float(values["left"][b, 0, 0, 0]), float(values["right"][b, 0, 0, 0])}
+        assert sides == {marks["left"] + index, marks["right"] + index}
+        assert np.ptp(values["left"][b]) == np.ptp(values["right"][b]) == 0
 
 
 def test_eval_dataset_pads_with_zero_weight(pairs16):
