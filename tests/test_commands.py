@@ -56,8 +56,16 @@ def tf_log_lines(stderr: str) -> list[str]:
 
 
 def test_all_commands_import_into_one_process():
-    for name in COMMANDS:
-        importlib.import_module(f"kpac_tf.cli.{name}")  # a duplicate flag would raise here
+    from absl import flags
+
+    modules = {name: importlib.import_module(f"kpac_tf.cli.{name}")  # a duplicate flag raises
+               for name in COMMANDS}
+    defined = set(flags.FLAGS)
+    for name, module in modules.items():
+        assert callable(module.main), name
+        # Every command's flags are defined side by side (shared names once).
+        missing = {flag[2:] for flag in OWN_FLAGS[name]} - defined
+        assert not missing, (name, sorted(missing))
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
