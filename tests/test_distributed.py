@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,11 @@ MIRRORED = COMMON + textwrap.dedent(
     out["weights_max_diff"] = max(
         float(np.abs(a.numpy() - b.numpy()).max())
         for a, b in zip(single.network.weights, mirrored.network.weights))
+    keras.utils.set_random_seed(tiny_config().seed)  # the initial weights, as train() draws them
+    start = tiny_model()
+    out["weights_moved"] = max(
+        float(np.abs(a.numpy() - b.numpy()).max())
+        for a, b in zip(start.weights, single.network.weights))
     print("RESULT " + json.dumps(out))
     """
 )
@@ -119,14 +126,76 @@ def _result(stdout: str) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+#: What a worker prints when its gRPC server cannot bind its port.
+BIND_ERRORS = ("Address already in use", "Could not start gRPC server", "Failed to add port")
+
+
+def _free_ports(count: int, attempts: int = 5) -> list[int]:
+    """``count`` distinct ports that were free a moment ago (probes that fail to bind
+    are retried). Another process may still take one before a worker binds it: the
+    caller retries the launch on a bind error (:func:`_run_workers`)."""
+    for _ in range(attempts):
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            ports = [s.getsockname()[1] for s in sockets]
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        if len(set(ports)) == count:
+            return ports
+    raise RuntimeError(f"no {count} free local ports after {attempts} attempts")
+
+
+def _launch_workers(workdir: Path, out_dir: Path, timeout: float = 300) -> list[tuple[int, str, str]]:
+    """Two workers on fresh ports; (exit code, stdout, stderr) of each. A worker that
+    fails stops the other (which would wait for its peer)."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes, logs = [], []
+    for task in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
+        out, err = (open(out_dir / f"worker{task}.{kind}", "w+") for kind in ("out", "err"))
+        logs.append((out, err))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(workdir), str(out_dir), str(task)],
+            env=_env(TF_CONFIG=tf_config), stdout=out, stderr=err, text=True))
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in processes):
+                break
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    results = []
+    for process, (out, err) in zip(processes, logs):
+        out.seek(0)
+        err.seek(0)
+        results.append((process.returncode, out.read(), err.read()))
+        out.close()
+        err.close()
+    return results
+
+
+def _run_workers(workdir: Path, out_dir: Path, attempts: int = 3) -> list[dict]:
+    """The two workers' results, relaunched on new ports when a port was taken between
+    the probe and the worker's bind."""
+    for attempt in range(attempts):
+        results = _launch_workers(workdir, out_dir)
+        if all(code == 0 for code, _, _ in results):
+            return [_result(stdout) for _, stdout, _ in results]
+        taken = any(code != 0 and any(e in stderr for e in BIND_ERRORS) for code, _, stderr in results)
+        if not taken or attempt == attempts - 1:
+            code, _, stderr = next(r for r in results if r[0] != 0)
+            raise AssertionError(f"worker exit code {code}: {stderr[-3000:]}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    raise AssertionError("unreachable")
 
 
 def test_mirrored_two_logical_cpus(tmp_path):
@@ -142,29 +211,15 @@ def test_mirrored_two_logical_cpus(tmp_path):
     np.testing.assert_allclose(out["losses"][0], out["losses"][1], rtol=1e-4)
     np.testing.assert_allclose(out["val_psnr"][0], out["val_psnr"][1], atol=1e-2)
     assert out["val_images"] == [4, 4]  # no padding image counted
-    assert out["weights_max_diff"] < 1e-3  # 3 Adam steps of lr 1e-3 from the same start
+    # 3 Adam steps of lr 1e-3 move the weights 3.0e-3 from the same start; the two runs
+    # end 9.8e-5 apart (measured; Adam amplifies round-off in near-zero gradients).
+    assert out["weights_moved"] > 2.5e-3
+    assert out["weights_max_diff"] < 3e-4
 
 
 def test_multi_worker_two_processes(tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workdir = tmp_path / "run"
-    processes = []
-    for task in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(workdir), str(tmp_path), str(task)],
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = []
-    try:
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=300)
-            assert process.returncode == 0, stderr[-3000:]
-            outputs.append(_result(stdout))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+    outputs = _run_workers(workdir, tmp_path)
     assert [o["replicas"] for o in outputs] == [2, 2]
     assert [o["chief"] for o in outputs] == [True, False]
     assert [o["step"] for o in outputs] == [3, 3]
