@@ -12,12 +12,39 @@ from absl import flags
 
 from kpac_tf import build_kpac, io as kio
 from kpac_tf.cli import deblur, runner
-from kpac_tf.weights import save_weights
+from kpac_tf.inference import Deblurrer
+from kpac_tf.weights import load_model, save_weights
+
+
+def _strong_residual(preset: str, seed: int = 0):
+    """Random weights with the last conv scaled up: the output is far from the input."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_kpac(preset)
+    last = model.get_layer("d2_2")
+    last.kernel.assign(last.kernel.numpy() * 3)
+    return model
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory):
-    return save_weights(build_kpac("kpac-2level"), tmp_path_factory.mktemp("w") / "random")
+    return save_weights(_strong_residual("kpac-2level"), tmp_path_factory.mktemp("w") / "random")
+
+
+def _assert_within_one_level(path, want: np.ndarray) -> None:
+    """The result file's pixels equal ``want`` (HWC in [0,1]) to one level of its depth."""
+    got = kio.read_image(path)
+    np.testing.assert_allclose(got.rgb, want, rtol=0, atol=1.0 / (2**got.bit_depth - 1) + 1e-6,
+                               err_msg=str(path))
+
+
+def _expected(weights, *views: np.ndarray, **options) -> np.ndarray:
+    """What the Deblurrer with the command's settings gives for the input files' pixels."""
+    deblurrer = Deblurrer(load_model(str(weights)), **options)
+    if len(views) == 3:
+        return deblurrer.deblur_dual(*views)
+    return deblurrer.deblur(views[0])
 
 
 def _run(argv):
@@ -67,6 +94,18 @@ def test_folder_with_good_and_bad_files(tmp_path, rng, weights_file, capsys):
         results["alpha_deblurred.png"].alpha, kio.read_image(inputs / "alpha.png").alpha, atol=1 / 255
     )
     assert results["rgb8_deblurred.png"].rgb.shape == (30, 41, 3)
+    # The pixels are the Deblurrer's (default settings) to one level; the input differs.
+    deblurrer = Deblurrer(load_model(str(weights_file)))
+    for stem, ext in (("rgb8", ".png"), ("rgb16", ".png"), ("alpha", ".png"), ("scan", ".tif")):
+        source = kio.read_image(inputs / f"{stem}{ext}")
+        want = deblurrer.deblur(source.stored_rgb)
+        assert np.abs(want - source.rgb).mean() > 0.05
+        _assert_within_one_level(out / f"{stem}_deblurred{ext}", want)
+    gray = kio.read_image(inputs / "gray.png")
+    want_gray = deblurrer.deblur(gray.stored_rgb)
+    np.testing.assert_allclose(results["gray_deblurred.png"].rgb[..., 0],
+                               want_gray @ np.array([0.299, 0.587, 0.114], np.float32),
+                               atol=1 / 255 + 1e-3)
     # Inputs untouched, no temporary files left anywhere.
     assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
 
@@ -97,6 +136,22 @@ def test_globs_and_tiling_flags(tmp_path, rng, weights_file, capsys):
     assert status == 1
     assert "no file matches this pattern" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["x_deblurred.png", "y_deblurred.png"]
+    for name in ("x", "y"):
+        source = kio.read_image(inputs / f"{name}.png").rgb
+        tiled = _expected(weights_file, source, tile_size=64, overlap=16)
+        whole = _expected(weights_file, source)
+        assert np.abs(tiled - whole).max() > 3 / 255  # the tiles really show in the pixels
+        _assert_within_one_level(out / f"{name}_deblurred.png", tiled)
+
+
+def test_ensemble_flag(tmp_path, rng, weights_file):
+    kio.write_image(tmp_path / "a.png", rng.random((24, 40, 3)))
+    out = tmp_path / "out"
+    assert _run([f"--weights={weights_file}", f"--output_dir={out}", "--ensemble", str(tmp_path / "a.png")]) == 0
+    source = kio.read_image(tmp_path / "a.png").rgb
+    ensembled = _expected(weights_file, source, ensemble=True)
+    assert np.abs(ensembled - _expected(weights_file, source)).max() > 3 / 255
+    _assert_within_one_level(out / "a_deblurred.png", ensembled)
 
 
 def test_missing_weights_is_one_line_and_exit_2(tmp_path, rng, capsys):
@@ -108,7 +163,7 @@ def test_missing_weights_is_one_line_and_exit_2(tmp_path, rng, capsys):
 
 
 def test_dual_pixel_triples(tmp_path, rng, capsys):
-    weights = save_weights(build_kpac("kpac-dual"), tmp_path / "dual")
+    weights = save_weights(_strong_residual("kpac-dual"), tmp_path / "dual")
     names = []
     for view in ("l", "r", "c"):
         path = tmp_path / f"scene_{view}.png"
@@ -118,6 +173,12 @@ def test_dual_pixel_triples(tmp_path, rng, capsys):
     assert _run([f"--weights={weights}", "--dual_pixel", f"--output_dir={out}", *names]) == 0
     result = kio.read_image(out / "scene_c_deblurred.png")
     assert result.bit_depth == 16 and result.rgb.shape == (24, 40, 3)
+    left, right, centre = (kio.read_image(name).rgb for name in names)
+    want = _expected(weights, left, right, centre)
+    swapped = _expected(weights, right, left, centre)
+    assert np.abs(want - swapped).max() > 0.01  # the order of the views matters
+    assert np.abs(want - centre).mean() > 0.05
+    _assert_within_one_level(out / "scene_c_deblurred.png", want)
     assert _run([f"--weights={weights}", "--dual_pixel", f"--output_dir={out}", *names[:2]]) == 2
     assert "triples" in capsys.readouterr().err
 
