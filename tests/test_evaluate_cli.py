@@ -239,13 +239,15 @@ def test_saved_model_at_16_bit_with_lpips_skipped(runs):
     assert "| subset | images | PSNR (dB) | SSIM | MAE |" in table  # no LPIPS column
 
 
-def _oracle_two_step(split, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _oracle_two_step(split, name: str, with_json: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(two-step restoration, target), both at 8 bits, with the oracle blur read here:
-    the 16-bit radius PNG (pixels = value * 0.001) and the synthetic.json entry."""
+    the 16-bit radius PNG (pixels = value * 0.001) and (``with_json``) the
+    synthetic.json entry (the PSF's Gaussian share)."""
     from kpac_tf import baselines
 
-    meta = json.loads((split / "synthetic.json").read_text())
-    info = dict(meta["images"][name + ".png"])
+    info = {}
+    if with_json:
+        info = dict(json.loads((split / "synthetic.json").read_text())["images"][name + ".png"])
     info["radius_map"] = (_read_levels(split / "radius" / f"{name}.png")[..., 0] * 65535 * 0.001).astype(np.float32)
     # The files are 16-bit; the protocol rounds input and target to 8 bits.
     blurred = _round_to(_read_levels(split / "source" / f"{name}.png"), 8).astype(np.float32)
@@ -313,3 +315,86 @@ def test_default_weights_and_earlier_results_are_never_replaced_silently(tmp_pat
     assert replaced.returncode == 0, replaced.stderr
     summary = json.loads((tmp_path / "eval_results" / "summary.json").read_text())
     assert summary["method"] == "baseline: identity"
+
+
+# ------------------------------------------------------------------ flags, in-process
+def _eval(argv: list[str]) -> int:
+    """kpac-eval in this process (its exit status); only the exit code needs the command."""
+    from absl import flags
+
+    from kpac_tf.cli import evaluate, runner
+
+    flags.FLAGS.unparse_flags()
+    remaining = flags.FLAGS(["kpac-eval", *argv])
+    return runner.call_main("kpac-eval", evaluate.main, remaining)
+
+
+@pytest.fixture(scope="module")
+def synthetic_split(tmp_path_factory):
+    """Three synthetic pairs with their oracle blur (radius maps, synthetic.json)."""
+    from kpac_tf.data import synthetic
+
+    root = tmp_path_factory.mktemp("blur_flags") / "syn"
+    synthetic.write_dpdd_layout(root, 3, "test", size=(40, 56), seed=5)
+    return root / "test_c"
+
+
+def test_limit_radius_dir_and_blur_info_on_plain_folders(synthetic_split, tmp_path, capsys):
+    split = synthetic_split
+    folders = [f"--source_dir={split / 'source'}", f"--target_dir={split / 'target'}", "--nolpips"]
+    names = sorted(p.stem for p in (split / "source").iterdir())
+    # Plain folders carry no oracle blur: the baseline needs one of the two flags.
+    assert _eval(["--baseline=two_step", *folders, f"--output_dir={tmp_path / 'none'}"]) == 2
+    assert "needs the oracle blur" in capsys.readouterr().err
+    # --radius_dir: the maps; --limit=2: the first two pairs by name.
+    out = tmp_path / "radius"
+    assert _eval(["--baseline=two_step", *folders, f"--radius_dir={split / 'radius'}", "--limit=2",
+                  f"--output_dir={out}"]) == 0
+    rows = _read_csv(out / "per_image.csv")
+    assert [r["name"] for r in rows] == names[:2]
+    for row in rows:
+        restored, target = _oracle_two_step(split, row["name"], with_json=False)
+        assert float(row["psnr"]) == pytest.approx(_scores(restored, target)["psnr"], abs=1e-4)
+    # --blur_info: the synthetic.json facts (Wiener needs the mean radius and PSF mix).
+    from kpac_tf import baselines
+
+    out = tmp_path / "json"
+    assert _eval(["--baseline=wiener", *folders, f"--blur_info={split / 'synthetic.json'}",
+                  f"--output_dir={out}"]) == 0
+    rows = _read_csv(out / "per_image.csv")
+    assert [r["name"] for r in rows] == names
+    meta = json.loads((split / "synthetic.json").read_text())["images"]
+    for row in rows:
+        blurred = _round_to(_read_levels(split / "source" / f"{row['name']}.png"), 8)
+        target = _round_to(_read_levels(split / "target" / f"{row['name']}.png"), 8)
+        restored = _round_to(baselines.Wiener()(blurred.astype(np.float32), meta[row["name"] + ".png"]), 8)
+        assert float(row["psnr"]) == pytest.approx(_scores(restored, target)["psnr"], abs=1e-4)
+
+
+def test_lpips_vgg(synthetic_split, tmp_path, monkeypatch, capsys):
+    """--lpips_net=vgg: skipped with a note naming the VGG file when it is absent; a file
+    of the other network is refused; a VGG file gives VGG distances."""
+    from kpac_tf.lpips import LPIPS, random_backbone
+
+    monkeypatch.setenv("KPAC_TF_LPIPS_DIR", str(tmp_path / "nothing_here"))
+    split = synthetic_split
+    common = ["--baseline=identity", f"--source_dir={split / 'source'}",
+              f"--target_dir={split / 'target'}", "--lpips_net=vgg", "--limit=1"]
+    assert _eval([*common, f"--output_dir={tmp_path / 'absent'}"]) == 0
+    note = capsys.readouterr().err
+    assert "LPIPS skipped" in note and "lpips_vgg_backbone.npz" in note
+    alex = tmp_path / "alex.npz"
+    np.savez(alex, net=np.array("alex"), **random_backbone("alex", seed=1))
+    assert _eval([*common, f"--lpips_weights={alex}", f"--output_dir={tmp_path / 'wrong'}"]) == 2
+    assert "holds the alex network, not vgg" in capsys.readouterr().err
+    vgg = tmp_path / "vgg.npz"
+    np.savez(vgg, net=np.array("vgg"), **random_backbone("vgg", seed=1))
+    out = tmp_path / "vgg"
+    assert _eval([*common, f"--lpips_weights={vgg}", f"--output_dir={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"]["lpips_net"] == "vgg" and summary["lpips_skipped"] is None
+    row = _read_csv(out / "per_image.csv")[0]
+    blurred = _round_to(_read_levels(split / "source" / f"{row['name']}.png"), 8).astype(np.float32)
+    target = _round_to(_read_levels(split / "target" / f"{row['name']}.png"), 8).astype(np.float32)
+    want = LPIPS("vgg", backbone_weights=vgg).distance(blurred, target)
+    assert want > 1e-4 and float(row["lpips"]) == pytest.approx(want, rel=1e-4)
