@@ -195,3 +195,54 @@ def test_dual_pixel_dpdd_run(tmp_path, rng):
     assert result.step == 2 and np.isfinite(result.logs["loss"])
     assert result.logs["val_images"] == 3  # whole 40x48 images, one per batch
     assert models.model_config(result.network).dual_pixel
+
+
+def test_cosine_learning_rate_and_kept_checkpoints(tmp_path):
+    """--lr_schedule=cosine: half the rate at half the steps, 0 at the end; with
+    keep_checkpoints=2 only the last two checkpoints remain."""
+    config = quiet_config(steps=4, learning_rate=1e-3, lr_schedule="cosine", checkpoint_every=1,
+                          keep_checkpoints=2)
+    rates = {}
+    training.train(tiny_model, tiny_data(val_images=1), config, str(tmp_path),
+                   on_progress=lambda step, total, logs: rates.setdefault(step, logs.get("learning_rate")))
+    assert rates[1] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi / 4)), rel=1e-5)
+    assert rates[2] == pytest.approx(0.5e-3, rel=1e-5)  # half the rate at half the steps
+    assert rates[4] == pytest.approx(0.0, abs=1e-9)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.index")) == ["ckpt-3.index", "ckpt-4.index"]
+    state = tf.train.get_checkpoint_state(str(checkpoints))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-3", "ckpt-4"]
+    # The paper's constant rate stays put.
+    constant = training.make_optimizer(quiet_config(steps=4, learning_rate=1e-3))
+    constant.iterations.assign(2)
+    assert training._current_lr(constant) == pytest.approx(1e-3)
+
+
+def test_float16_loss_scaling_skips_overflowing_steps():
+    """make_optimizer(loss_scaling=True) under mixed_float16: normal steps update every
+    variable; a step whose float16 gradients overflow is skipped and the scale halved."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        network = tiny_model()
+        trainer = training.KPACTrainer(network)
+        optimizer = training.make_optimizer(quiet_config(steps=10), loss_scaling=True)
+        trainer.compile(optimizer=optimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert network.get_layer("block1").compute_dtype == "float16"
+    rng = np.random.default_rng(0)
+    blurred = tf.constant(rng.random((2, 16, 16, 3), np.float32))
+    sharp = tf.constant(rng.random((2, 16, 16, 3), np.float32))
+    before = [v.numpy().copy() for v in network.trainable_variables]
+    assert np.isfinite(float(trainer.train_step((blurred, sharp))["loss"]))
+    after = [v.numpy() for v in network.trainable_variables]
+    assert all(not np.array_equal(b, a) and np.isfinite(a).all() for b, a in zip(before, after))
+    scale = float(optimizer.dynamic_scale.numpy())
+    assert scale == 2.0**15  # Keras' initial dynamic scale, kept after a finite step
+    # Inputs 1e5 overflow float16: the update is skipped, the weights stay finite.
+    assert not np.isfinite(float(trainer.train_step((blurred * 1e5, sharp))["loss"]))
+    for a, v in zip(after, network.trainable_variables):
+        np.testing.assert_array_equal(v.numpy(), a)
+    assert float(optimizer.dynamic_scale.numpy()) == scale / 2
