@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import time
 from typing import Any, Callable
 
@@ -67,6 +68,10 @@ __all__ = [
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCHEDULES = ("constant", "cosine")
+#: Test hook: when this environment variable holds a step number, the training process
+#: kills itself with SIGKILL right after that step (and its checkpoint, if one is due),
+#: so tests can kill a run at a known step. Unset or empty: no effect.
+KILL_AT_STEP_ENV = "KPAC_TF_TEST_KILL_AT_STEP"
 WEIGHTS_NAME = "model.weights.npz"
 RECORD_NAME = "train_record.json"
 _MAX_PSNR = 100.0
@@ -589,6 +594,13 @@ def _train_iterator(strategy: tf.distribute.Strategy, data: TrainData, config: T
     return iter(strategy.distribute_datasets_from_function(train_dataset_fn))
 
 
+def _kill_if_asked(step: int) -> None:
+    """The :data:`KILL_AT_STEP_ENV` test hook: SIGKILL this process at that step."""
+    kill_at = os.environ.get(KILL_AT_STEP_ENV)
+    if kill_at and step >= int(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
@@ -779,6 +791,7 @@ def train(
             reporter.report(run)
             if _due(run.step, config.checkpoint_every) or run.step == config.steps:
                 run.save()
+            _kill_if_asked(run.step)
             if on_progress is not None:
                 on_progress(run.step, config.steps, run.logs)
             if _due(run.step, config.summary_every):

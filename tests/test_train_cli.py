@@ -1,6 +1,6 @@
-"""The kpac-train command in real processes: signals (exit 130 / 143) and kill -9 then
-resume, NaN stop, reruns (nothing to do, changed settings, history), file modes, quiet
-output, user errors, flagfiles."""
+"""The kpac-train command in real processes: signals (exit 130 / 143) and kill -9 at a
+known step then resume, NaN stop, reruns (nothing to do, changed settings, history), file
+modes, quiet output, user errors, flagfiles."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: kpac_tf.training.KILL_AT_STEP_ENV (not imported: this module runs without TensorFlow).
+KILL_AT_STEP_ENV = "KPAC_TF_TEST_KILL_AT_STEP"
 CONFIGS = REPO / "experiments" / "configs"
 TINY = [
     "--data=synthetic:deadleaves", "--crop=32", "--val_data=none", "--preset=kpac-2level",
@@ -82,16 +84,15 @@ def test_signals_kill_9_resume_and_nan_stop(tmp_path):
     process = _start_and_wait(workdir, stopped + 2)
     stopped = _interrupt(process, signal.SIGTERM)
     assert _latest_step(workdir) == stopped
-    # SIGKILL of the resumed run (while training, often while saving).
-    process = _start_and_wait(workdir, stopped + 4)
-    try:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    # SIGKILL of the resumed run at a known step, through the training loop's test hook:
+    # the run dies right after step kill_at; checkpoints come every 2 steps.
+    kill_at = stopped + 5
+    killed = subprocess.run(_command(*TINY, f"--steps={kill_at + 20}", f"--workdir={workdir}"),
+                            env={**_env(), KILL_AT_STEP_ENV: str(kill_at)}, capture_output=True,
+                            text=True, timeout=180)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     saved = _latest_step(workdir)
-    assert saved is not None and saved >= stopped + 4
+    assert saved == kill_at - kill_at % 2  # the last checkpoint before the kill, nothing after
     # The same command (with a reachable step count) resumes from the last checkpoint.
     done = _run(*TINY, f"--steps={saved + 2}", f"--workdir={workdir}")
     assert done.returncode == 0, done.stderr
