@@ -372,6 +372,17 @@ def test_tflite_matches_keras_with_dynamic_shapes(single, rng):
         runner(rng.random((1, 8, 8, 4), dtype=np.float32))
 
 
+def test_tflite_of_the_dual_pixel_preset_takes_the_three_views(dual, rng):
+    runner = export.TFLiteDeblurrer(export.convert_to_tflite(dual["model"]), num_threads=2)
+    assert runner.input_names == ("left", "right", "centre")
+    for shape in ((1, 24, 40, 3), (2, 9, 13, 3)):
+        left, right, centre = (rng.random(shape, dtype=np.float32) for _ in range(3))
+        got = runner(left, right, centre)
+        assert got.shape == shape
+        assert np.abs(got - _keras(dual["model"], left, right, centre)).max() <= TOL, shape
+        assert np.abs(got - _keras(dual["model"], right, left, centre)).max() > 1e-3  # views matter
+
+
 # ---------------------------------------------------------------------------------------
 # The pixel limit.
 
