@@ -347,6 +347,39 @@ def test_signatures_reject_bad_inputs_with_clear_messages(single, dual, rng):
     assert "must list the same number of images" in text
 
 
+def _export_in_process(argv: list[str]) -> int:
+    """kpac-export in this process (its exit status)."""
+    from absl import flags
+
+    from kpac_tf.cli import export as export_cli
+    from kpac_tf.cli import runner
+
+    flags.FLAGS.unparse_flags()
+    remaining = flags.FLAGS(["kpac-export", *argv])
+    return runner.call_main("kpac-export", export_cli.main, remaining)
+
+
+def test_cli_version_flag(tmp_path, capsys):
+    """--version=N writes version N (printed); the same N again is refused, untouched."""
+    keras.utils.set_random_seed(13)
+    weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "tiny")
+    models = tmp_path / "models"
+    args = [f"--weights={weights}", f"--export_dir={models}", "--model_name=tiny"]
+    assert _export_in_process([*args, "--version=7"]) == 0
+    assert capsys.readouterr().out == f"{models / 'tiny' / '7'}\n"
+    assert sorted(p.name for p in (models / "tiny").iterdir()) == ["7"]
+    saved = models / "tiny" / "7" / "saved_model.pb"
+    before = (saved.stat().st_mtime_ns, saved.read_bytes())
+    assert _export_in_process([*args, "--version=7"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"kpac-export: error: {models / 'tiny' / '7'} already exists and is never replaced; pick "
+        "another --version or leave it out to use the next free number."]
+    assert (saved.stat().st_mtime_ns, saved.read_bytes()) == before
+    assert _export_in_process([*args, "--version=0"]) == 2
+    assert "--version must be a positive integer" in capsys.readouterr().err
+    assert export.next_version(models / "tiny") == 8
+
+
 def test_cli_fails_with_one_line_for_missing_weights(tmp_path):
     result = _run_cli(f"--weights={tmp_path / 'missing.weights.npz'}", f"--export_dir={tmp_path}")
     assert result.returncode == 2  # a set-up error: nothing was done
