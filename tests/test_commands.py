@@ -178,3 +178,52 @@ def test_export_prints_only_the_version_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == ""  # none of TensorFlow's SavedModel lines
     assert result.stdout == f"{tmp_path / 'models' / 'kpac' / '1'}\n"
+
+
+def _demo_in_process(argv: list[str]) -> int:
+    """kpac-demo in this process (its exit status)."""
+    from absl import flags
+
+    from kpac_tf.cli import demo, runner
+
+    flags.FLAGS.unparse_flags()
+    remaining = flags.FLAGS(["kpac-demo", *argv])
+    return runner.call_main("kpac-demo", demo.main, remaining)
+
+
+def test_demo_sample_flag_picks_the_named_sample(tmp_path, monkeypatch, capsys):
+    """--sample=NAME deblurs NAME_blurred.png of the samples folder and scores it against
+    NAME_sharp.png; an unknown name is a usage error."""
+    import numpy as np
+
+    from kpac_tf import build_kpac
+    from kpac_tf.cli import demo
+    from kpac_tf.inference import Deblurrer
+    from kpac_tf.io import read_image, write_image
+    from kpac_tf.weights import load_model, save_weights
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    rng = np.random.default_rng(5)
+    sharp = rng.random((40, 56, 3))
+    blurred = np.clip(sharp + rng.normal(0, 0.1, sharp.shape), 0, 1)
+    write_image(samples / "tiny_sharp.png", sharp)
+    write_image(samples / "tiny_blurred.png", blurred)
+    monkeypatch.setattr(demo, "SAMPLES_DIR", samples)
+    weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "random")
+    out = tmp_path / "out"
+    args = [f"--weights={weights}", f"--output_dir={out}", "--precision=float32"]
+    assert _demo_in_process([*args, "--sample=tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert "sample 'tiny' (56x40)" in printed
+    source = read_image(samples / "tiny_blurred.png").rgb.astype(np.float64)
+    target = read_image(samples / "tiny_sharp.png").rgb.astype(np.float64)
+    input_psnr = 10 * np.log10(1 / np.mean((source - target) ** 2))
+    assert f"input   : PSNR {input_psnr:6.2f} dB" in printed
+    want = Deblurrer(load_model(str(weights)), precision="float32").deblur(source.astype(np.float32))
+    got = read_image(out / "tiny_deblurred.png").rgb
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+    assert sorted(p.name for p in out.iterdir()) == [
+        "tiny_before_after.png", "tiny_deblurred.png", "tiny_input.png"]
+    assert _demo_in_process([*args, "--sample=absent"]) == 2
+    assert "there is no bundled sample 'absent'" in capsys.readouterr().err
