@@ -194,6 +194,7 @@ def _demo_in_process(argv: list[str]) -> int:
 def test_demo_sample_flag_picks_the_named_sample(tmp_path, monkeypatch, capsys):
     """--sample=NAME deblurs NAME_blurred.png of the samples folder and scores it against
     NAME_sharp.png; an unknown name is a usage error."""
+    import keras
     import numpy as np
 
     from kpac_tf import build_kpac
@@ -210,6 +211,7 @@ def test_demo_sample_flag_picks_the_named_sample(tmp_path, monkeypatch, capsys):
     write_image(samples / "tiny_sharp.png", sharp)
     write_image(samples / "tiny_blurred.png", blurred)
     monkeypatch.setattr(demo, "SAMPLES_DIR", samples)
+    keras.utils.set_random_seed(5)
     weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "random")
     out = tmp_path / "out"
     args = [f"--weights={weights}", f"--output_dir={out}", "--precision=float32"]
