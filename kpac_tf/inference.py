@@ -6,7 +6,11 @@ size, never per image), not through ``model.predict``. Images larger than the me
 budget allows are cut into overlapping tiles whose outputs are blended with weights
 that ramp linearly across the overlap, so seams do not show.
 
-Images are float32 HWC RGB in [0,1]; results are clipped to [0,1].
+Images are float32 HWC RGB in [0,1], or the uint8/uint16 samples a file stores
+(scaled by 1/255 or 1/65535 one tile at a time, so a whole photo is never held in
+float32 twice); results are float32 HWC clipped to [0,1]. Tiled results are blended
+in place in the one output array: the blending weights are separable, so their sum is
+the product of two 1-D sums and needs no whole-image weight map.
 
 Precision: ``precision="auto"`` (the default) runs bfloat16 where the CPU has AMX-BF16
 and float32 elsewhere (AVX512-BF16 alone has not shown an inference gain; without
@@ -33,6 +37,7 @@ import tensorflow as tf
 from absl import logging
 
 from kpac_tf import cpu
+from kpac_tf.io import to_unit_float
 from kpac_tf.models import build_kpac, model_config
 from kpac_tf.padding import padded_size
 
@@ -51,6 +56,8 @@ ACTIVATION_BYTES_PER_PIXEL_BY_PRECISION = {
 }
 DEFAULT_MEMORY_BUDGET_MB = 512
 MIN_TILE = 64
+# Rows normalised at a time after tiled blending (bounds the temporary weight array).
+_NORMALISE_ROWS = 256
 #: Values of ``Deblurrer(precision=...)``.
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -246,14 +253,16 @@ class Deblurrer:
     # -- public API ------------------------------------------------------------------
 
     def deblur(self, image: np.ndarray) -> np.ndarray:
-        """Deblur one RGB image, float32 HWC in [0,1] -> float32 HWC in [0,1]."""
+        """Deblur one RGB image, HWC float32 in [0,1] (or uint8/uint16 samples, e.g.
+        ``ImageData.stored_rgb``) -> float32 HWC in [0,1]."""
         if self.config.dual_pixel:
             raise ValueError("This is a dual-pixel model: call deblur_dual(left, right, centre).")
         return self._run([_check_image(image, "image")])
 
     def deblur_dual(self, left: np.ndarray, right: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """Deblur with a dual-pixel model: left/right views and the centre (combined) image,
-        each float32 HWC in [0,1] of the same size -> float32 HWC in [0,1]."""
+        each HWC float32 in [0,1] (or uint8/uint16 samples) of the same size -> float32
+        HWC in [0,1]."""
         if not self.config.dual_pixel:
             raise ValueError("This is a single-image model: call deblur(image).")
         views = [_check_image(v, name) for v, name in ((left, "left"), (right, "right"), (centre, "centre"))]
@@ -273,7 +282,7 @@ class Deblurrer:
     def _run(self, views: Sequence[np.ndarray]) -> np.ndarray:
         if not self.ensemble:
             return self._run_once(views)
-        total = np.zeros(views[-1].shape, np.float32)
+        total = np.zeros(views[-1].shape[:2] + (3,), np.float32)
         for forward, inverse in ENSEMBLE_TRANSFORMS:
             transformed = [np.ascontiguousarray(forward(v)) for v in views]
             total += inverse(self._run_once(transformed))
@@ -286,7 +295,7 @@ class Deblurrer:
         return self._run_tiled(views)
 
     def _forward_numpy(self, views: Sequence[np.ndarray]) -> np.ndarray:
-        tensors = [tf.convert_to_tensor(v[np.newaxis]) for v in views]
+        tensors = [tf.convert_to_tensor(to_unit_float(v)[np.newaxis]) for v in views]
         return np.clip(self._forward(*tensors)[0].numpy(), 0.0, 1.0)
 
     def _run_tiled(self, views: Sequence[np.ndarray]) -> np.ndarray:
@@ -298,17 +307,23 @@ class Deblurrer:
             height, width, len(rows.starts) * len(cols.starts), rows.length, cols.length, self.overlap,
         )
         total = np.zeros((height, width, 3), np.float32)
-        weight_sum = np.zeros((height, width, 1), np.float32)
+        row_sum = np.zeros(height, np.float32)
+        col_sum = np.zeros(width, np.float32)
         for top in rows.starts:
             row_w = feather_weights(rows.length, self.overlap, top > 0, top + rows.length < height)
+            row_sum[top:top + rows.length] += row_w
             for left in cols.starts:
                 col_w = feather_weights(cols.length, self.overlap, left > 0, left + cols.length < width)
+                if top == rows.starts[0]:
+                    col_sum[left:left + cols.length] += col_w
                 window = (slice(top, top + rows.length), slice(left, left + cols.length))
                 tile = self._forward_numpy([v[window] for v in views])
-                weights = (row_w[:, None] * col_w[None, :])[..., None]
-                total[window] += tile * weights
-                weight_sum[window] += weights
-        total /= weight_sum
+                tile *= (row_w[:, None] * col_w[None, :])[..., None]
+                total[window] += tile
+        # The weight of a pixel summed over tiles is row_sum[y] * col_sum[x].
+        for top in range(0, height, _NORMALISE_ROWS):
+            band = slice(top, top + _NORMALISE_ROWS)
+            total[band] /= (row_sum[band, None] * col_sum[None, :])[..., None]
         return total
 
 
@@ -321,9 +336,12 @@ def _log_precision(precision: str, reason: str, asked: str) -> None:
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    """An HxWx3 image as float32 in [0,1], or kept as uint8/uint16 samples (no copy)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"{name} must be an HxWx3 RGB array, got shape {image.shape}.")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {image.shape}).")
+    if image.dtype in (np.uint8, np.uint16):
+        return image
     return np.ascontiguousarray(image, dtype=np.float32)

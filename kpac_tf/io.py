@@ -7,8 +7,10 @@ way everywhere.
 Conventions:
 
 * Pixel arrays are float32, HWC, values in [0, 1]. Colour images are RGB;
-  grayscale files are replicated to three channels on read (``ImageData.grayscale``
+  grayscale files are replicated to three channels (``ImageData.grayscale``
   remembers that the file was gray, so it can be written back as gray).
+  :class:`ImageData` keeps the samples at their stored precision and converts
+  on access (``.rgb``), so a whole photo is held at 3 or 6 bytes per pixel.
 * 16-bit files keep their full precision (65536 levels); 8-bit files map
   ``v -> v / 255``.
 * Every failure (missing file, folder, unknown or corrupt data, unsupported
@@ -62,6 +64,7 @@ __all__ = [
     "quantize",
     "read_image",
     "sniff_format",
+    "to_unit_float",
     "write_image",
     "write_json",
 ]
@@ -103,30 +106,68 @@ class ImageError(ValueError):
 
 @dataclasses.dataclass
 class ImageData:
-    """A decoded image.
+    """A decoded image, kept at the precision stored in the file.
+
+    The samples stay as they were decoded (uint8 or uint16 integers, or float32 in
+    [0, 1] for float files), so a 96-megapixel 8-bit photo takes 3 bytes per pixel,
+    not the 12 of a float32 copy. :attr:`rgb` and :attr:`alpha` convert on access.
 
     Attributes:
-      rgb: float32 array HxWx3 with values in [0, 1]; gray files are replicated to
-        three equal channels.
-      alpha: float32 array HxWx1 in [0, 1] (1 = opaque), or None without alpha.
+      pixels: HxWxC samples, C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA);
+        uint8, uint16, or float32 in [0, 1].
       bit_depth: 8 or 16: the precision stored in the file (float TIFFs report 16).
       grayscale: True when the file stores one gray channel (plus optional alpha).
       format: "png", "jpeg", "tiff", "bmp", "gif" or "webp".
     """
 
-    rgb: np.ndarray
-    alpha: Optional[np.ndarray]
+    pixels: np.ndarray
     bit_depth: int
     grayscale: bool
     format: str
 
     @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        return int(self.pixels.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return int(self.pixels.shape[1])
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.shape[2] in (2, 4)
+
+    @property
+    def stored_rgb(self) -> np.ndarray:
+        """HxWx3 RGB at the stored precision (uint8/uint16, or float32 in [0, 1]);
+        a read-only view without a copy (gray is broadcast to three channels)."""
+        colour = self.pixels[:, :, :1] if self.grayscale else self.pixels[:, :, :3]
+        return np.broadcast_to(colour, colour.shape[:2] + (3,))
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """float32 HxWx3 in [0, 1], a new array on every access (keep the result);
+        gray files are replicated to three equal channels."""
+        return to_unit_float(self.stored_rgb)
+
+    @property
+    def alpha(self) -> Optional[np.ndarray]:
+        """float32 HxWx1 in [0, 1] (1 = opaque), or None without alpha."""
+        if not self.has_alpha:
+            return None
+        channels = self.pixels.shape[2]
+        return to_unit_float(self.pixels[:, :, channels - 1:channels])
+
+
+def to_unit_float(samples: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 samples -> float32 in [0, 1] (v/255, v/65535, bit-identical to
+    the graph decoders); float input is returned as float32 (a copy only if needed).
+    Any layout; the result is C-contiguous."""
+    if samples.dtype == np.uint8:
+        return np.multiply(samples, _INV_255, dtype=np.float32)
+    if samples.dtype == np.uint16:
+        return np.multiply(samples, _INV_65535, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- #
@@ -451,19 +492,9 @@ def _to_image_data(array: np.ndarray, bit_depth: int, fmt: str, name: str) -> Im
             f"{name}: unsupported channel count {channels} "
             "(expected gray, gray+alpha, RGB or RGBA)."
         )
-    if array.dtype == np.uint8:
-        values = array.astype(np.float32) * _INV_255
-    elif array.dtype == np.uint16:
-        values = array.astype(np.float32) * _INV_65535
-    else:
-        values = array.astype(np.float32)
-    grayscale = channels in (1, 2)
-    color = values[:, :, :1] if grayscale else values[:, :, :3]
-    rgb = np.ascontiguousarray(np.repeat(color, 3, axis=2) if grayscale else color)
-    alpha = None
-    if channels in (2, 4):
-        alpha = np.ascontiguousarray(values[:, :, channels - 1:channels])
-    return ImageData(rgb=rgb, alpha=alpha, bit_depth=int(bit_depth), grayscale=grayscale,
+    if array.dtype not in (np.uint8, np.uint16):
+        array = array.astype(np.float32, copy=False)
+    return ImageData(pixels=array, bit_depth=int(bit_depth), grayscale=channels in (1, 2),
                      format=fmt)
 
 
@@ -492,10 +523,24 @@ def quantize(x, bit_depth: int):
     return (np.round(np.clip(x, 0.0, 1.0) * levels) * inverse).astype(np.float32)
 
 
+# Rows converted at a time when writing: the float64 rounding temporaries then stay
+# small instead of costing 24 bytes per pixel of the whole image each.
+_CHUNK_ROWS = 256
+
+
 def _to_integers(values: np.ndarray, bit_depth: int) -> np.ndarray:
+    """HxWxC floats in [0, 1] (clipped) -> uint8/uint16, rounded in float64 row bands."""
     levels = 255.0 if bit_depth == 8 else 65535.0
-    scaled = np.round(np.clip(values.astype(np.float64), 0.0, 1.0) * levels)
-    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
+    out = np.empty(values.shape, np.uint8 if bit_depth == 8 else np.uint16)
+    for top in range(0, values.shape[0], _CHUNK_ROWS):
+        band = slice(top, top + _CHUNK_ROWS)
+        out[band] = np.round(np.clip(values[band].astype(np.float64), 0.0, 1.0) * levels)
+    return out
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    return all(np.isfinite(values[top:top + _CHUNK_ROWS]).all()
+               for top in range(0, values.shape[0], _CHUNK_ROWS))
 
 
 def _prepare_pixels(name: str, rgb, grayscale: bool, alpha) -> np.ndarray:
@@ -511,7 +556,7 @@ def _prepare_pixels(name: str, rgb, grayscale: bool, alpha) -> np.ndarray:
             f"{name}: expected an HxWx3 (or HxW gray) array, got shape {tuple(rgb.shape)}.")
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError(f"{name}: cannot write a zero-size image {tuple(rgb.shape)}.")
-    if not np.all(np.isfinite(rgb)):
+    if not _all_finite(rgb):
         raise ImageError(f"{name}: image data contains NaN or infinite values.")
     if grayscale:
         gray = rgb if rgb.shape[2] == 1 else (

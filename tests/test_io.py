@@ -451,3 +451,25 @@ def test_error_line_is_one_clean_line():
     assert kio.error_line(tf_error) == "Invalid PNG data, size 60"
     assert kio.error_line(ValueError("\n  first.\nsecond")) == "first"
     assert kio.error_line(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize("bit_depth,dtype,channels", [(8, np.uint8, 3), (16, np.uint16, 3),
+                                                      (8, np.uint8, 1), (16, np.uint16, 4)])
+def test_samples_stay_at_the_stored_precision(tmp_path, rng, bit_depth, dtype, channels):
+    """A read image holds its file's integers (3 or 6 bytes per RGB pixel, not 12);
+    rgb/alpha convert on access to the float32 [0, 1] values."""
+    levels = 255 if bit_depth == 8 else 65535
+    stored = rng.integers(0, levels + 1, (9, 7, channels)).astype(dtype)
+    path = tmp_path / "a.png"
+    path.write_bytes(tf.io.encode_png(stored).numpy())
+    image = kio.read_image(path)
+    assert image.pixels.dtype == dtype and image.pixels.shape == (9, 7, channels)
+    expected = np.repeat(stored, 3, axis=2) if channels == 1 else stored[:, :, :3]
+    np.testing.assert_array_equal(image.stored_rgb, expected)
+    # The reader multiplies by the float32 reciprocal, as the graph decoders do.
+    np.testing.assert_array_equal(image.rgb, expected.astype(np.float32) * np.float32(1 / levels))
+    assert image.rgb.dtype == np.float32 and image.rgb.flags["C_CONTIGUOUS"]
+    if channels == 4:
+        np.testing.assert_allclose(image.alpha[..., 0], stored[..., 3] / levels, atol=1e-7)
+    else:
+        assert image.alpha is None

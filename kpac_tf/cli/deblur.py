@@ -159,9 +159,9 @@ def deblur_all(deblurrer, jobs: list[Job]) -> int:
         try:
             images = [kio.read_image(path) for path in group]
             if FLAGS.dual_pixel:
-                result = deblurrer.deblur_dual(*(image.rgb for image in images))
+                result = deblurrer.deblur_dual(*(image.stored_rgb for image in images))
             else:
-                result = deblurrer.deblur(images[0].rgb)
+                result = deblurrer.deblur(images[0].stored_rgb)
             source = images[-1]
             kio.write_image(target, result, bit_depth=source.bit_depth,
                             grayscale=source.grayscale, alpha=source.alpha)

@@ -176,8 +176,7 @@ def _decode(name: str, data: bytes) -> Optional[kio.ImageData]:
                 array = np.asarray(image, np.float32) / np.float32(255.0)
         except Exception:  # noqa: BLE001 - any undecodable file is just skipped
             return None
-        return kio.ImageData(rgb=array[..., :3], alpha=array[..., 3:], bit_depth=8,
-                             grayscale=False, format="tga")
+        return kio.ImageData(pixels=array, bit_depth=8, grayscale=False, format="tga")
     try:
         return kio.decode_image_bytes(data, name)
     except kio.ImageError:
@@ -215,15 +214,16 @@ def select_photos(items: Iterable[tuple[str, bytes]], rules: PhotoFilter = Photo
         image = None if _MAP_PATTERN.search(os.path.splitext(os.path.basename(name))[0]) \
             else _decode(name, data)
         reason = reject_reason(name, image, rules)
+        rgb = None if reason is not None else image.rgb
         if reason is None:
-            digest = hashlib.sha1(np.ascontiguousarray(image.rgb).tobytes()).hexdigest()
+            digest = hashlib.sha1(rgb.tobytes()).hexdigest()
             if digest in seen:
                 reason = "duplicate"
             seen.add(digest)
         if reason is not None:
             yield name, None, {"reason": reason}
         else:
-            yield name, image.rgb, {"height": image.height, "width": image.width,
+            yield name, rgb, {"height": image.height, "width": image.width,
                                     "split": split_of(name, rules.val_percent, rules.heldout_percent)}
 
 
