@@ -8,6 +8,7 @@ because ONNX Runtime rejects dilated convs whose padding is left as "SAME" and t
 converters keep that form when the height and width are dynamic.
 
 Layers:
+    SubPixelConv2DTranspose the 4x4 stride-2 transposed conv as a conv + depth_to_space
     SharedAtrousConv2D  one kernel applied at several dilation rates (Sec. 4.1 of the paper)
     ScaleAttention      per-pixel weights alpha_1..alpha_R, one per dilation rate
     ShapeAttention      global per-channel weights beta, shared by all rates
@@ -95,12 +96,59 @@ def conv(
     )
 
 
+# Taps of the 4x4 stride-2 'SAME' transposed conv seen by each output phase, as
+# offsets -1, 0, +1 of a 3x3 conv over its input (index 4 is a zero tap): even output
+# rows/columns 2m take x[m-1]*w[3] + x[m]*w[1], odd ones 2m+1 take x[m]*w[2] + x[m+1]*w[0].
+_PHASE_TAPS = ((3, 1, 4), (4, 2, 0))
+
+
+def subpixel_kernel(kernel: tf.Tensor) -> tf.Tensor:
+    """The [3, 3, in, 4*out] conv kernel whose output, rearranged by
+    ``tf.nn.depth_to_space(., 2)``, equals the 4x4 stride-2 'SAME' transposed conv with
+    ``kernel`` (stored [4, 4, out, in]). Phases are ordered (row, column) = (0,0),
+    (0,1), (1,0), (1,1), the channel order depth_to_space expects."""
+    taps = tf.pad(tf.transpose(kernel, [0, 1, 3, 2]), [[0, 1], [0, 1], [0, 0], [0, 0]])
+    phases = [tf.gather(tf.gather(taps, _PHASE_TAPS[row], axis=0), _PHASE_TAPS[col], axis=1)
+              for row in (0, 1) for col in (0, 1)]
+    return tf.concat(phases, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="kpac_tf")
+class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
+    """The 4x4 stride-2 'SAME' transposed conv computed as one 3x3 conv to four output
+    phases, bias and activation, then ``depth_to_space``.
+
+    Same variables (kernel [4, 4, out, in], bias [out]), configuration and numbers as
+    ``keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same")`` (sums in
+    another order: about 1e-7 apart in float32); only the graph differs. A forward
+    conv lets oneDNN fuse the bias and LeakyReLU into it: as a transposed conv they ran
+    as separate element-wise passes over the full-resolution output, a fifth of a
+    bfloat16 forward pass. Other configurations fall back to the plain layer.
+    """
+
+    def _is_subpixel(self) -> bool:
+        return (tuple(self.kernel_size) == (4, 4) and tuple(self.strides) == (2, 2)
+                and self.padding == "same" and self.data_format == "channels_last"
+                and tuple(self.dilation_rate) == (1, 1) and self.output_padding is None)
+
+    def call(self, inputs):
+        if not self._is_subpixel():
+            return super().call(inputs)
+        outputs = tf.nn.conv2d(inputs, subpixel_kernel(self.kernel), strides=1, padding="SAME")
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, tf.concat([self.bias] * 4, axis=0))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return tf.nn.depth_to_space(outputs, 2)
+
+
 def deconv(filters: int, *, name: str | None = None) -> keras.layers.Conv2DTranspose:
     """4x4 stride-2 'SAME' transposed conv with LeakyReLU; output exactly 2x the input.
 
-    Its kernel is stored [4, 4, out, in], the layout of ``tf.nn.conv2d_transpose``.
+    Its kernel is stored [4, 4, out, in], the layout of ``tf.nn.conv2d_transpose``; it
+    runs as :class:`SubPixelConv2DTranspose` (same numbers, a faster graph).
     """
-    return keras.layers.Conv2DTranspose(
+    return SubPixelConv2DTranspose(
         filters, 4, strides=2, padding="same", activation=leaky_relu, name=name
     )
 

@@ -284,3 +284,33 @@ def test_every_leaky_relu_takes_the_one_slope(rng):
     assert model.get_layer("d2_2").activation is not kl.leaky_relu
     x = np.linspace(-1.0, 1.0, 9, dtype=np.float32)
     np.testing.assert_allclose(kl.leaky_relu(x).numpy(), np.where(x < 0, kl.LEAKY_SLOPE * x, x))
+
+
+@pytest.mark.parametrize("height,width", [(5, 7), (8, 8), (1, 3)])
+def test_subpixel_deconv_equals_the_transposed_conv(rng, height, width):
+    """The deconvs run as a 3x3 conv to four phases + depth_to_space: the same variables
+    and, up to float32 rounding, the same numbers as Keras' transposed conv."""
+    import keras
+
+    from kpac_tf import layers
+
+    x = rng.normal(size=(2, height, width, 6)).astype("float32")
+    plain = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same",
+                                         activation=layers.leaky_relu)
+    subpixel = layers.deconv(5)
+    plain.build(x.shape)
+    subpixel.build(x.shape)
+    plain.set_weights([rng.normal(size=(4, 4, 5, 6)).astype("float32"),
+                       rng.normal(size=5).astype("float32")])
+    subpixel.set_weights(plain.get_weights())
+    assert [w.shape for w in subpixel.weights] == [(4, 4, 5, 6), (5,)]
+    expected = plain(x).numpy()
+    assert expected.shape == (2, 2 * height, 2 * width, 5)
+    np.testing.assert_allclose(subpixel(x).numpy(), expected, atol=1e-5)
+
+
+def test_graph_has_no_transposed_convs():
+    """The deconvs' bias and LeakyReLU fuse into a forward conv (no Conv2DBackpropInput)."""
+    ops = _graph_ops(build_kpac("kpac-2level"))
+    assert not [op.name for op in ops if op.type == "Conv2DBackpropInput"]
+    assert sum(op.type == "DepthToSpace" for op in ops) == 2
