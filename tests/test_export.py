@@ -8,6 +8,8 @@ the SavedModel with TensorFlow alone.
 """
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import os
 import shutil
@@ -557,6 +559,26 @@ def test_onnx_export_runs_in_onnxruntime_at_parity(single, dual, tmp_path, rng):
     assert dual_runner.input_names == ("left", "right", "centre")
     views = [rng.random((1, 21, 19, 3), dtype=np.float32) for _ in range(3)]
     assert np.abs(dual_runner(*views) - _keras(dual["model"], *views)).max() <= 1e-4
+
+
+@needs_onnx
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                    reason="openvino is not installed (pip install 'kpac_tf[openvino]')")
+def test_openvino_runs_the_onnx_file_and_reads_the_saved_model(single, tmp_path, rng):
+    """The README's two OpenVINO routes: the exported model.onnx, and the SavedModel
+    read by OpenVINO's own TensorFlow front end, both at Keras parity (float32)."""
+    import openvino as ov
+
+    directory = export.export_saved_model(single["model"], tmp_path, "ov", onnx=True)
+    images = rng.random((1, 37, 53, 3), dtype=np.float32)
+    expected = _keras(single["model"], images)
+    core = ov.Core()
+    for model in (core.read_model(str(directory / export.ONNX_FILE)),
+                  ov.convert_model(str(directory))):
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        got = compiled(images)[compiled.outputs[0]]
+        assert got.shape == images.shape
+        assert np.abs(got - expected).max() <= 1e-4
 
 
 def test_onnx_export_without_the_extra_says_what_to_install(single, tmp_path, monkeypatch):
