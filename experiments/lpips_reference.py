@@ -1,4 +1,4 @@
-"""Reference LPIPS distances from the `lpips` PyPI package, for a parity test without torch.
+"""Reference LPIPS distances from the `lpips` package, for a parity test without torch.
 
 kpac_tf's LPIPS (kpac_tf/lpips.py) is a TensorFlow port. This script computes, once, the
 distances the reference PyTorch package ``lpips`` 0.1.4 gives for a few small image
@@ -9,8 +9,8 @@ kpac_tf and compares, with no torch installed.
 
 Run it in an environment with torch and lpips (not needed by kpac_tf itself):
 
-    python3 -m venv /tmp/lpips_env && /tmp/lpips_env/bin/pip install torch lpips
-    /tmp/lpips_env/bin/python experiments/lpips_reference.py
+    python3 -m venv lpips_env && lpips_env/bin/pip install torch lpips
+    lpips_env/bin/python experiments/lpips_reference.py
 
 The script needs only numpy, torch and lpips (no TensorFlow): the backbone is drawn by
 :func:`reference_backbone`, the same He initialisation as
