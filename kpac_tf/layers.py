@@ -123,7 +123,8 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
     another order: about 1e-7 apart in float32); only the graph differs. A forward
     conv lets oneDNN fuse the bias and LeakyReLU into it: as a transposed conv they ran
     as separate element-wise passes over the full-resolution output, a fifth of a
-    bfloat16 forward pass. Other configurations fall back to the plain layer.
+    bfloat16 forward pass. Float32 layers and other configurations run the plain
+    transposed conv.
     """
 
     def _is_subpixel(self) -> bool:
@@ -132,7 +133,10 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
                 and tuple(self.dilation_rate) == (1, 1) and self.output_padding is None)
 
     def call(self, inputs):
-        if not self._is_subpixel():
+        # In float32 the transposed conv is faster (the sub-pixel conv does 2.25x the
+        # multiply-adds and float32 element-wise passes are cheap): 0.90x against 0.97x
+        # of the raw tf.nn graph at 1280x720. In bfloat16 the fusion wins (1.3x).
+        if not self._is_subpixel() or self.compute_dtype != "bfloat16":
             return super().call(inputs)
         outputs = tf.nn.conv2d(inputs, subpixel_kernel(self.kernel), strides=1, padding="SAME")
         if self.use_bias:

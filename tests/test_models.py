@@ -288,29 +288,43 @@ def test_every_leaky_relu_takes_the_one_slope(rng):
 
 @pytest.mark.parametrize("height,width", [(5, 7), (8, 8), (1, 3)])
 def test_subpixel_deconv_equals_the_transposed_conv(rng, height, width):
-    """The deconvs run as a 3x3 conv to four phases + depth_to_space: the same variables
-    and, up to float32 rounding, the same numbers as Keras' transposed conv."""
+    """In bfloat16 the deconvs run as a 3x3 conv to four phases + depth_to_space: the
+    same variables and numbers as Keras' transposed conv (checked through the kernel
+    rearrangement in float32, and end to end at bfloat16 rounding)."""
     import keras
+    import tensorflow as tf
 
     from kpac_tf import layers
 
     x = rng.normal(size=(2, height, width, 6)).astype("float32")
     plain = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same",
                                          activation=layers.leaky_relu)
-    subpixel = layers.deconv(5)
     plain.build(x.shape)
-    subpixel.build(x.shape)
     plain.set_weights([rng.normal(size=(4, 4, 5, 6)).astype("float32"),
                        rng.normal(size=5).astype("float32")])
-    subpixel.set_weights(plain.get_weights())
-    assert [w.shape for w in subpixel.weights] == [(4, 4, 5, 6), (5,)]
+    kernel, bias = plain.get_weights()
     expected = plain(x).numpy()
     assert expected.shape == (2, 2 * height, 2 * width, 5)
-    np.testing.assert_allclose(subpixel(x).numpy(), expected, atol=1e-5)
+    phases = tf.nn.conv2d(x, layers.subpixel_kernel(kernel), strides=1, padding="SAME")
+    rearranged = tf.nn.depth_to_space(layers.leaky_relu(phases + np.tile(bias, 4)), 2)
+    np.testing.assert_allclose(rearranged.numpy(), expected, atol=1e-5)
+    subpixel = layers.deconv(5)
+    subpixel.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
+    subpixel.build(x.shape)
+    subpixel.set_weights(plain.get_weights())
+    assert [w.shape for w in subpixel.weights] == [(4, 4, 5, 6), (5,)]
+    got = tf.cast(subpixel(x), tf.float32).numpy()
+    np.testing.assert_allclose(got, expected, atol=0.05 * np.abs(expected).max())
 
 
-def test_graph_has_no_transposed_convs():
-    """The deconvs' bias and LeakyReLU fuse into a forward conv (no Conv2DBackpropInput)."""
-    ops = _graph_ops(build_kpac("kpac-2level"))
+def test_bfloat16_graph_has_no_transposed_convs():
+    """In bfloat16 the deconvs' bias and LeakyReLU fuse into a forward conv (no
+    Conv2DBackpropInput); float32 keeps the transposed conv."""
+    from kpac_tf.inference import bfloat16_copy
+
+    model = build_kpac("kpac-2level")
+    float_ops = _graph_ops(model)
+    assert sum(op.type == "Conv2DBackpropInput" for op in float_ops) == 2
+    ops = _graph_ops(bfloat16_copy(model))
     assert not [op.name for op in ops if op.type == "Conv2DBackpropInput"]
     assert sum(op.type == "DepthToSpace" for op in ops) == 2
