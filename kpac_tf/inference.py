@@ -306,16 +306,11 @@ class Deblurrer:
             "Tiling %dx%d into %d tiles of %dx%d (overlap %d).",
             height, width, len(rows.starts) * len(cols.starts), rows.length, cols.length, self.overlap,
         )
+        row_weights, row_sum = _axis_weights(rows, height, self.overlap)
+        col_weights, col_sum = _axis_weights(cols, width, self.overlap)
         total = np.zeros((height, width, 3), np.float32)
-        row_sum = np.zeros(height, np.float32)
-        col_sum = np.zeros(width, np.float32)
-        for top in rows.starts:
-            row_w = feather_weights(rows.length, self.overlap, top > 0, top + rows.length < height)
-            row_sum[top:top + rows.length] += row_w
-            for left in cols.starts:
-                col_w = feather_weights(cols.length, self.overlap, left > 0, left + cols.length < width)
-                if top == rows.starts[0]:
-                    col_sum[left:left + cols.length] += col_w
+        for top, row_w in zip(rows.starts, row_weights):
+            for left, col_w in zip(cols.starts, col_weights):
                 window = (slice(top, top + rows.length), slice(left, left + cols.length))
                 tile = self._forward_numpy([v[window] for v in views])
                 tile *= (row_w[:, None] * col_w[None, :])[..., None]
@@ -325,6 +320,16 @@ class Deblurrer:
             band = slice(top, top + _NORMALISE_ROWS)
             total[band] /= (row_sum[band, None] * col_sum[None, :])[..., None]
         return total
+
+
+def _axis_weights(plan: TilePlan, size: int, ramp: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each window's feather weights along one axis, and their sum over the axis."""
+    weights = [feather_weights(plan.length, ramp, start > 0, start + plan.length < size)
+               for start in plan.starts]
+    total = np.zeros(size, np.float32)
+    for start, w in zip(plan.starts, weights):
+        total[start:start + plan.length] += w
+    return weights, total
 
 
 def _log_precision(precision: str, reason: str, asked: str) -> None:

@@ -120,11 +120,11 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
 
     Same variables (kernel [4, 4, out, in], bias [out]), configuration and numbers as
     ``keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same")`` (sums in
-    another order: about 1e-7 apart in float32); only the graph differs. A forward
-    conv lets oneDNN fuse the bias and LeakyReLU into it: as a transposed conv they ran
-    as separate element-wise passes over the full-resolution output, a fifth of a
-    bfloat16 forward pass. Float32 layers and other configurations run the plain
-    transposed conv.
+    another order); only the graph differs, and only when the layer computes in
+    bfloat16. There a forward conv lets oneDNN fuse the bias and LeakyReLU into it: as
+    a transposed conv they ran as separate element-wise passes over the
+    full-resolution output, a fifth of a bfloat16 forward pass. Float32 layers and
+    other configurations run the plain transposed conv.
     """
 
     def _is_subpixel(self) -> bool:
@@ -134,8 +134,8 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
 
     def call(self, inputs):
         # In float32 the transposed conv is faster (the sub-pixel conv does 2.25x the
-        # multiply-adds and float32 element-wise passes are cheap): 0.90x against 0.97x
-        # of the raw tf.nn graph at 1280x720. In bfloat16 the fusion wins (1.3x).
+        # multiply-adds and float32 element-wise passes are cheap): 0.90x instead of
+        # 0.97-1.01x of the raw tf.nn graph at 1280x720. In bfloat16 the fusion wins.
         if not self._is_subpixel() or self.compute_dtype != "bfloat16":
             return super().call(inputs)
         outputs = tf.nn.conv2d(inputs, subpixel_kernel(self.kernel), strides=1, padding="SAME")
@@ -149,8 +149,9 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
 def deconv(filters: int, *, name: str | None = None) -> keras.layers.Conv2DTranspose:
     """4x4 stride-2 'SAME' transposed conv with LeakyReLU; output exactly 2x the input.
 
-    Its kernel is stored [4, 4, out, in], the layout of ``tf.nn.conv2d_transpose``; it
-    runs as :class:`SubPixelConv2DTranspose` (same numbers, a faster graph).
+    Its kernel is stored [4, 4, out, in], the layout of ``tf.nn.conv2d_transpose``; in
+    bfloat16 it runs as a sub-pixel conv (:class:`SubPixelConv2DTranspose`: same
+    numbers, a faster graph).
     """
     return SubPixelConv2DTranspose(
         filters, 4, strides=2, padding="same", activation=leaky_relu, name=name

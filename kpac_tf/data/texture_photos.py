@@ -214,8 +214,8 @@ def select_photos(items: Iterable[tuple[str, bytes]], rules: PhotoFilter = Photo
         image = None if _MAP_PATTERN.search(os.path.splitext(os.path.basename(name))[0]) \
             else _decode(name, data)
         reason = reject_reason(name, image, rules)
-        rgb = None if reason is not None else image.rgb
         if reason is None:
+            rgb = image.rgb  # converted once: each access makes a new array
             digest = hashlib.sha1(rgb.tobytes()).hexdigest()
             if digest in seen:
                 reason = "duplicate"
@@ -224,7 +224,7 @@ def select_photos(items: Iterable[tuple[str, bytes]], rules: PhotoFilter = Photo
             yield name, None, {"reason": reason}
         else:
             yield name, rgb, {"height": image.height, "width": image.width,
-                                    "split": split_of(name, rules.val_percent, rules.heldout_percent)}
+                              "split": split_of(name, rules.val_percent, rules.heldout_percent)}
 
 
 def _output_name(package: str, name: str) -> str:
