@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 import zipfile
 
 import keras
@@ -164,6 +165,59 @@ def test_pool_renders_resumes_and_feeds_the_pipeline(tmp_path):
     assert len(next(iter(pipeline.make_train_dataset(plain, config, per_replica_batch=2)))) == 2
 
 
+def test_pool_is_packed_once_and_feeds_the_same_batches_as_memory(tmp_path, monkeypatch):
+    from kpac_tf.data import pool_arrays
+
+    out = str(tmp_path / "pool")
+    pool.render_pool(out, 3, kinds=["deadleaves"], size=40, seed=5)
+    memory = pool.PoolSource(out, with_radius=True, packed=False)
+    packed = pool.PoolSource(out, with_radius=True)
+    assert (memory.storage, packed.storage) == ("memory", "packed")
+    arrays = pool_arrays.packed_arrays(out)
+    assert isinstance(arrays["input"], np.memmap) and arrays["radius"].shape == (3, 40, 40, 1)
+    for key, decoded in pool.load_pool_arrays(out).items():
+        np.testing.assert_array_equal(np.asarray(arrays[key]), np.stack(decoded))
+    config = pipeline.PipelineConfig(crop=32, flip_rot=True, seed=7)
+    for a, b in zip(next(iter(pipeline.make_train_dataset(memory, config, per_replica_batch=2))),
+                    next(iter(pipeline.make_train_dataset(packed, config, per_replica_batch=2)))):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    stamp = os.path.getmtime(os.path.join(out, "packed", "input.npy"))
+    assert pool.PoolSource(out).num_items == 3  # the pack is reused, not rewritten
+    assert os.path.getmtime(os.path.join(out, "packed", "input.npy")) == stamp
+
+    pool.render_pool(out, 4, kinds=["deadleaves"], size=40, seed=5)  # grown: packed again
+    calls = []
+    real = pool_arrays.decode_pair
+
+    def failing(pool_dir, index):
+        calls.append(index)
+        if len(calls) == 3:
+            raise OSError("disk error")
+        return real(pool_dir, index)
+
+    monkeypatch.setattr(pool_arrays, "decode_pair", failing)
+    with pytest.raises(OSError, match="disk error"):
+        pool_arrays.pack_pool(out)
+    assert sorted(os.listdir(out)) == ["packed", "pool.json", "radius", "source", "target"]
+    assert len(np.load(os.path.join(out, "packed", "input.npy"), mmap_mode="r")) == 3  # old pack kept
+    monkeypatch.setattr(pool_arrays, "decode_pair", real)
+    assert pool.PoolSource(out).num_items == 4
+
+
+def test_pool_too_large_for_the_disk_is_decoded_into_memory(tmp_path, monkeypatch):
+    from kpac_tf.data import pool_arrays
+
+    out = str(tmp_path / "pool")
+    pool.render_pool(out, 2, kinds=["deadleaves"], size=40, seed=1)
+    monkeypatch.setattr(pool_arrays.shutil, "disk_usage", lambda path: types.SimpleNamespace(
+        total=10 << 30, used=10 << 30, free=1 << 20))
+    with pytest.raises(ValueError, match=r"needs 0\.0 GB of disk, 0\.0 GB free"):
+        pool_arrays.pack_pool(out)
+    source = pool.PoolSource(out)
+    assert source.storage == "memory" and source.num_items == 2
+    assert not os.path.exists(os.path.join(out, "packed"))
+
+
 def test_pool_spec_resolves_with_validation_of_the_same_kinds(tmp_path):
     out = str(tmp_path / "pool")
     pool.render_pool(out, 2, kinds=["deadleaves"], size=40, seed=1)
@@ -213,3 +267,16 @@ def test_bfloat16_choice_follows_the_cpu_flags(monkeypatch, flags, fast, words):
     assert chosen is fast and words in reason
     if "amx_bf16" not in flags and "avx512_bf16" in flags:
         assert cpu.fast_bfloat16(include_avx512=False)[0] is False
+
+
+def test_pool_storage_benchmark_compares_memory_and_packed(tmp_path):
+    out = str(tmp_path / "pool")
+    pool.render_pool(out, 3, kinds=["deadleaves"], size=40, seed=2)
+    script = os.path.join(ROOT, "experiments", "benchmark_pool_storage.py")
+    done = subprocess.run([sys.executable, script, f"--pool={out}", "--pairs=2", "--crop=32",
+                           "--batches=3"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(" open ")[0].strip() for line in done.stdout.splitlines() if "batches/s" in line]
+    assert rows == ["memory", "packed, first", "packed, reopened"]
+    assert "pool: 2 pairs of 40x40" in done.stdout
+    assert not os.path.exists(os.path.join(out, "packed"))  # the sample was packed, not the pool

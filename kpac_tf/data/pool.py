@@ -12,6 +12,8 @@ Layout of a pool folder::
     POOL/target/p000000.png   sharp target, 8-bit sRGB
     POOL/radius/p000000.png   oracle blur radius, 16-bit gray (pixels = value * 0.001)
     POOL/pool.json            how it was rendered (kinds, size, seed, options, count)
+    POOL/packed/              the decoded pairs as memory-mapped arrays, written by the
+                              first training run (:mod:`kpac_tf.data.pool_arrays`)
 
 Pair ``i`` of a pool is pair ``i`` of the seeded synthetic stream
 (:func:`kpac_tf.data.pairs.synthetic_generator`), so a pool can be grown
@@ -30,19 +32,13 @@ import tensorflow as tf
 from absl import logging
 
 from kpac_tf import io as kio
-from kpac_tf.data.dpdd_writer import radius_from_png, write_pair_files
+from kpac_tf.data.dpdd_writer import write_pair_files
 from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource, scene_mix
+from kpac_tf.data.pool_arrays import (FOLDERS, POOL_RECORD, load_pool_arrays, packed_arrays,
+                                      pool_name, read_pool_record)
 from kpac_tf.data.sources import PairSource
 
 __all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool"]
-
-POOL_RECORD = "pool.json"
-_FOLDERS = ("source", "target", "radius")
-
-
-def _pool_name(index: int) -> str:
-    return f"p{index:06d}.png"
-
 
 # Worker state of the render processes (one SyntheticDefocusSource each).
 _WORKER: dict = {}
@@ -55,12 +51,12 @@ def _init_worker(settings: dict) -> None:
         dead_leaves_fraction=settings["dead_leaves_fraction"],
         config=SyntheticConfig(**settings["config"]), seed=settings["seed"],
         crops_per_photo=settings["crops_per_photo"])
-    _WORKER["folders"] = {k: os.path.join(settings["out_dir"], k) for k in _FOLDERS}
+    _WORKER["folders"] = {k: os.path.join(settings["out_dir"], k) for k in FOLDERS}
 
 
 def _render_one(index: int) -> float:
     pair = _WORKER["source"].pair(index)
-    write_pair_files(_WORKER["folders"], _pool_name(index), pair)
+    write_pair_files(_WORKER["folders"], pool_name(index), pair)
     return pair.mean_radius
 
 
@@ -135,10 +131,10 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
         if changed:
             raise ValueError(f"{out_dir} was rendered with other settings ({', '.join(changed)}); "
                              "use a new folder.")
-    for folder in _FOLDERS:
+    for folder in FOLDERS:
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     todo = [i for i in range(count)
-            if not all(os.path.exists(os.path.join(out_dir, f, _pool_name(i))) for f in _FOLDERS)]
+            if not all(os.path.exists(os.path.join(out_dir, f, pool_name(i))) for f in FOLDERS)]
     logging.info("Pool %s: %d of %d pairs to render with %d worker(s).", out_dir, len(todo), count,
                  workers)
     photo_count = len(SyntheticDefocusSource(8, photos=photos).photos) if photos else 0
@@ -151,55 +147,40 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
     return record
 
 
-def read_pool_record(pool_dir: str) -> dict:
-    """The ``pool.json`` of a pool folder (ValueError, one line, if there is none)."""
-    path = os.path.join(pool_dir, POOL_RECORD)
-    if not os.path.isfile(path):
-        raise ValueError(f"{pool_dir}: not a rendered pool (no {POOL_RECORD}); render one with "
-                         "experiments/render_pool.py.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_pool_arrays(pool_dir: str) -> dict[str, list[np.ndarray]]:
-    """Decodes a pool into memory: {"input", "target": uint8 HxWx3, "radius": float16 HxWx1}.
-
-    Only complete pairs (all three files) are taken, in index order.
-    """
-    record = read_pool_record(pool_dir)
-    arrays: dict[str, list[np.ndarray]] = {"input": [], "target": [], "radius": []}
-    for index in range(int(record["count"])):
-        name = _pool_name(index)
-        paths = [os.path.join(pool_dir, f, name) for f in _FOLDERS]
-        if not all(os.path.exists(p) for p in paths):
-            continue
-        source, target, radius = (kio.read_image(p) for p in paths)
-        arrays["input"].append(np.round(source.rgb * 255.0).astype(np.uint8))
-        arrays["target"].append(np.round(target.rgb * 255.0).astype(np.uint8))
-        arrays["radius"].append(radius_from_png(radius.rgb)[:, :, None].astype(np.float16))
-    if not arrays["input"]:
-        raise ValueError(f"{pool_dir}: the pool holds no complete pair.")
-    return arrays
-
-
 class PoolSource(PairSource):
-    """A rendered pool as a training source: whole pairs decoded once into memory
-    (uint8 images, float16 radius maps); the pipeline crops, flips and rotates them.
+    """A rendered pool as a training source; the pipeline crops, flips and rotates its
+    pairs.
 
     Args:
       pool_dir: the pool folder.
       with_radius: samples carry "radius" (float32 HxWx1, pixels).
+      packed: read the pairs from the pool's memory-mapped pack
+        (:func:`kpac_tf.data.pool_arrays.packed_arrays`; written by the first run,
+        it takes the decoded pool's size on disk), so a pool larger than memory
+        trains and a run starts in seconds. False, or a pool that cannot be packed
+        (a read-only folder, too little disk): all pairs decoded into memory
+        (uint8 images, float16 radius maps).
     """
 
-    def __init__(self, pool_dir: str, *, with_radius: bool = False):
+    def __init__(self, pool_dir: str, *, with_radius: bool = False, packed: bool = True):
         self.pool_dir = pool_dir
         self.record = read_pool_record(pool_dir)
         self.kinds = list(self.record["kinds"])
         self.with_radius = bool(with_radius)
-        self._arrays = load_pool_arrays(pool_dir)
+        self.storage = "memory"
+        arrays = None
+        if packed:
+            try:
+                arrays = packed_arrays(pool_dir)
+                self.storage = "packed"
+            except (OSError, ValueError) as error:
+                logging.warning("Pool %s is decoded into memory: it cannot be packed (%s).",
+                                pool_dir, error)
+        self._arrays = arrays if arrays is not None else load_pool_arrays(pool_dir)
         self.num_items = len(self._arrays["input"])
-        megabytes = sum(a.nbytes for arrays in self._arrays.values() for a in arrays) / 2**20
-        logging.info("Pool %s: %d pairs in memory (%.0f MB).", pool_dir, self.num_items, megabytes)
+        megabytes = sum(array.nbytes for arrays in self._arrays.values() for array in arrays) / 2**20
+        logging.info("Pool %s: %d pairs, %s (%.0f MB).", pool_dir, self.num_items, self.storage,
+                     megabytes)
 
     def describe(self) -> str:
         size = self.record["size"]
@@ -213,7 +194,7 @@ class PoolSource(PairSource):
         dtypes = [tf.float16 if key == "radius" else tf.uint8 for key in keys]
 
         def fetch(index):
-            return tuple(arrays[key][int(index)] for key in keys)
+            return tuple(np.asarray(arrays[key][int(index)]) for key in keys)
 
         images = tf.numpy_function(fetch, [item], dtypes, stateful=False)
         return {key: tf.ensure_shape(image, [None, None, 1 if key == "radius" else 3])
