@@ -76,22 +76,9 @@ def _save(figure, path: str) -> None:
     logging.info("Wrote %s", path)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from kpac_tf import blur_detection as bd
-    from kpac_tf import metrics
-
-    threshold = _threshold(FLAGS.threshold)
-    start = time.time()
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    model, weights_text, trained = analysis.model_for_analysis(
-        FLAGS.weights, FLAGS.preset, FLAGS.seed)
-    config = model.kpac_config
-    sharp, photo_name = _sharp_photo(FLAGS.height, FLAGS.width)
-    note = "" if trained else " - RANDOM WEIGHTS, not a trained model"
-
-    # Fig. 6: per-dilation scale attention on a blur ramp with a known radius map.
+def _scale_attention(model, sharp, weights_text: str, trained: bool):
+    """Fig. 6: per-dilation scale attention on a blur ramp with a known radius map.
+    Returns (blurred input, attention maps, correlation with the radius per block/rate)."""
     blurred, radius = analysis.ramp_defocus(sharp, FLAGS.max_radius)
     maps = analysis.compute_attention(model, blurred)
     correlation = analysis.radius_correlation(maps, radius)
@@ -99,21 +86,31 @@ def main(argv: list[str]) -> None:
         blurred, maps, title=f"Scale attention per dilation rate ({weights_text})",
         extra={"true radius (px)": radius}, value_range="fixed" if trained else "block"),
         os.path.join(FLAGS.output_dir, "scale_attention.png"))
+    return blurred, maps, correlation
 
-    # Fig. 8: only one dilation rate.
-    rates = [int(r) for r in FLAGS.rates]
+
+def _modulation(model, sharp, blurred, maps, note: str) -> dict[str, float]:
+    """Fig. 8: the output with only one dilation rate; PSNR (dB) of each setting."""
+    from kpac_tf import metrics
+
     outputs = {"computed attention": maps.output}
-    for rate in rates:
+    for rate in [int(r) for r in FLAGS.rates]:
         outputs[f"only rate {rate}"] = analysis.modulate(
-            model, blurred, analysis.single_rate(config.dilations, rate))
+            model, blurred, analysis.single_rate(model.kpac_config.dilations, rate))
     scores = {name: metrics.psnr(out, sharp) for name, out in outputs.items()}
     scores["input"] = metrics.psnr(blurred, sharp)
     shown = {f"{name}\n{scores[name]:.2f} dB": out for name, out in outputs.items()}
     shown["sharp"] = sharp
     _save(analysis.plot_modulation(blurred, shown, title=f"Attention modulation{note}"),
           os.path.join(FLAGS.output_dir, "modulation.png"))
+    return scores
 
-    # Appendix F: blur detection on a sharp ellipse over a defocused background.
+
+def _blur_detection(model, sharp, threshold, trained: bool, note: str):
+    """Appendix F: blur detection on a sharp ellipse over a defocused background.
+    Returns (detection, mask counts)."""
+    from kpac_tf import blur_detection as bd
+
     height, width = sharp.shape[:2]
     focus = bd.ellipse_mask(height, width, (0.5 * height, 0.45 * width),
                             (0.3 * height, 0.25 * width))
@@ -126,42 +123,68 @@ def main(argv: list[str]) -> None:
                f"accuracy {counts.accuracy:.3f}{note}"),
         value_range="fixed" if trained else "auto"),
         os.path.join(FLAGS.output_dir, "blur_detection.png"))
+    return detection, counts
 
-    elapsed = time.time() - start
-    lines = [
-        "# KPAC attention analysis",
-        "",
-        f"Command: `{' '.join(shlex.quote(a) for a in sys.argv)}`",
-        "",
-        f"Model: {weights_text}. Photo: {photo_name}, {height}x{width}, synthetic defocus "
-        f"up to {FLAGS.max_radius:g} px. Run time {elapsed:.1f} s.",
-        "",
-    ]
+
+def _rate_table(dilations, rows) -> list[str]:
+    """A Markdown table of one row of per-rate values per block."""
+    return (["| block | " + " | ".join(f"rate {r}" for r in dilations) + " |",
+             "|---|" + "---|" * len(dilations)]
+            + [f"| {block} | " + " | ".join(row) + " |" for block, row in enumerate(rows, start=1)])
+
+
+def _summary_lines(found: dict, weights_text: str, trained: bool, photo: str,
+                   elapsed: float) -> list[str]:
+    """The summary's Markdown lines from the measured ``found``."""
+    from kpac_tf.blur_detection import DEFAULT_BETA2
+
+    dilations, counts = found["dilations"], found["counts"]
+    height, width = found["size"]
+    lines = ["# KPAC attention analysis", "",
+             f"Command: `{' '.join(shlex.quote(a) for a in sys.argv)}`", "",
+             f"Model: {weights_text}. Photo: {photo}, {height}x{width}, synthetic defocus "
+             f"up to {FLAGS.max_radius:g} px. Run time {elapsed:.1f} s.", ""]
     if not trained:
         lines += ["**These numbers come from RANDOM weights: they test the pipeline, they do "
                   "not describe KPAC.**", ""]
-    lines += ["## Scale attention vs. true blur radius (Pearson r, blur ramp)", "",
-              "| block | " + " | ".join(f"rate {r}" for r in config.dilations) + " |",
-              "|---|" + "---|" * len(config.dilations)]
-    for block, row in enumerate(correlation, start=1):
-        lines.append(f"| {block} | " + " | ".join(f"{v:+.3f}" for v in row) + " |")
-    lines += ["", "Mean alpha per rate (image resolution):", "",
-              "| block | " + " | ".join(f"rate {r}" for r in config.dilations) + " |",
-              "|---|" + "---|" * len(config.dilations)]
-    for block, alpha in enumerate(maps.alphas_image, start=1):
-        lines.append(f"| {block} | " + " | ".join(
-            f"{alpha[..., i].mean():.3f}" for i in range(len(config.dilations))) + " |")
+    lines += ["## Scale attention vs. true blur radius (Pearson r, blur ramp)", ""]
+    lines += _rate_table(dilations, [[f"{v:+.3f}" for v in row] for row in found["correlation"]])
+    lines += ["", "Mean alpha per rate (image resolution):", ""]
+    lines += _rate_table(dilations, [[f"{alpha[..., i].mean():.3f}" for i in range(len(dilations))]
+                                     for alpha in found["maps"].alphas_image])
     lines += ["", "## Modulation (PSNR to the sharp photo, 8-bit)", "", "| setting | PSNR (dB) |",
               "|---|---|"]
-    lines += [f"| {name} | {value:.2f} |" for name, value in scores.items()]
-    lines += ["", f"## Blur detection (dilation-1 map of block 1, input x{FLAGS.upsample}, "
-              f"threshold {FLAGS.threshold} = {detection.threshold:.3f})", "",
-              f"F-measure (beta2 = {bd.DEFAULT_BETA2}): {counts.f_measure():.3f}; "
-              f"F1: {counts.f_measure(1.0):.3f}; accuracy: {counts.accuracy:.3f}; "
-              f"precision {counts.precision:.3f}, recall {counts.recall:.3f}.", ""]
+    lines += [f"| {name} | {value:.2f} |" for name, value in found["scores"].items()]
+    return lines + [
+        "", f"## Blur detection (dilation-1 map of block 1, input x{FLAGS.upsample}, "
+        f"threshold {FLAGS.threshold} = {found['detection'].threshold:.3f})", "",
+        f"F-measure (beta2 = {DEFAULT_BETA2}): {counts.f_measure():.3f}; "
+        f"F1: {counts.f_measure(1.0):.3f}; accuracy: {counts.accuracy:.3f}; "
+        f"precision {counts.precision:.3f}, recall {counts.recall:.3f}.", ""]
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from kpac_tf import io as kio
+
+    threshold = _threshold(FLAGS.threshold)
+    start = time.time()
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    model, weights_text, trained = analysis.model_for_analysis(
+        FLAGS.weights, FLAGS.preset, FLAGS.seed)
+    sharp, photo_name = _sharp_photo(FLAGS.height, FLAGS.width)
+    note = "" if trained else " - RANDOM WEIGHTS, not a trained model"
+    blurred, maps, correlation = _scale_attention(model, sharp, weights_text, trained)
+    scores = _modulation(model, sharp, blurred, maps, note)
+    detection, counts = _blur_detection(model, sharp, threshold, trained, note)
+    elapsed = time.time() - start
+    found = {"dilations": model.kpac_config.dilations, "size": sharp.shape[:2], "maps": maps,
+             "correlation": correlation, "scores": scores, "detection": detection,
+             "counts": counts}
     summary = os.path.join(FLAGS.output_dir, "summary.md")
-    with open(summary, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
+    kio.atomic_write(summary, "\n".join(_summary_lines(found, weights_text, trained, photo_name,
+                                                       elapsed)))
     logging.info("Wrote %s (%.1f s)", summary, elapsed)
 
 

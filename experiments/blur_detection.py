@@ -23,6 +23,7 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shlex
 import sys
@@ -81,38 +82,26 @@ def _model():
     return model, text, trained
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from tqdm import tqdm
-
-    from kpac_tf import analysis
-
-    threshold = _threshold(FLAGS.threshold)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+def _data_dirs() -> tuple[str, str]:
+    """(image folder, mask folder) from the flags, writing the synthetic set if asked."""
     if FLAGS.images or FLAGS.masks:
         if not (FLAGS.images and FLAGS.masks):
             raise app.UsageError("Give both --images and --masks.")
-        image_dir, mask_dir = FLAGS.images, FLAGS.masks
-    elif FLAGS.synthetic > 0:
+        return FLAGS.images, FLAGS.masks
+    if FLAGS.synthetic > 0:
         data_dir = os.path.join(FLAGS.output_dir, "synthetic_data")
         image_dir, mask_dir = bd.write_synthetic_dataset(data_dir, FLAGS.synthetic)
         logging.info("Wrote %d synthetic samples into %s", FLAGS.synthetic, data_dir)
-    else:
-        raise app.UsageError("Give --images and --masks (CUHK layout), or --synthetic=N.")
-    try:
-        samples = bd.pair_blur_dataset(image_dir, mask_dir, FLAGS.include)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if FLAGS.limit > 0:
-        samples = samples[: FLAGS.limit]
-    model, weights_text, trained = _model()
-    note = "" if trained else " - RANDOM WEIGHTS"
+        return image_dir, mask_dir
+    raise app.UsageError("Give --images and --masks (CUHK layout), or --synthetic=N.")
 
-    start = time.time()
-    progress = tqdm(total=len(samples), unit="image", desc="blur detection")
-    saved = []
+
+def _figure_writer(progress, trained: bool, saved: list[str]):
+    """The per-image callback of bd.evaluate: advances ``progress`` and saves the
+    overlay figures of the first --figures images (their paths go into ``saved``)."""
+    from kpac_tf import analysis
+
+    note = "" if trained else " - RANDOM WEIGHTS"
 
     def on_image(sample, image, detection, truth):
         progress.update(1)
@@ -127,33 +116,32 @@ def main(argv: list[str]) -> int:
             figure.savefig(path, dpi=100)
             saved.append(path)
 
-    try:
-        result = bd.evaluate(model, samples, threshold=threshold, upsample=FLAGS.upsample,
-                             block=FLAGS.block, rate=FLAGS.rate, beta2=FLAGS.beta2,
-                             mask_white=FLAGS.mask_white, on_image=on_image)
-    except ValueError as error:
-        progress.close()
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    progress.close()
-    elapsed = time.time() - start
+    return on_image
 
-    with open(os.path.join(FLAGS.output_dir, "per_image.csv"), "w", newline="",
-              encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["name", "threshold", "precision", "recall", "f_measure", "accuracy"])
-        for name, counts, value in zip(result.names, result.counts, result.thresholds):
-            writer.writerow([name, f"{value:.4f}", f"{counts.precision:.4f}",
-                             f"{counts.recall:.4f}", f"{counts.f_measure(FLAGS.beta2):.4f}",
-                             f"{counts.accuracy:.4f}"])
+
+def _per_image_csv(result) -> str:
+    """The per-image scores as CSV text."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["name", "threshold", "precision", "recall", "f_measure", "accuracy"])
+    for name, counts, value in zip(result.names, result.counts, result.thresholds):
+        writer.writerow([name, f"{value:.4f}", f"{counts.precision:.4f}",
+                         f"{counts.recall:.4f}", f"{counts.f_measure(FLAGS.beta2):.4f}",
+                         f"{counts.accuracy:.4f}"])
+    return text.getvalue()
+
+
+def _summary_lines(result, weights_text: str, trained: bool, dirs: tuple[str, str],
+                   elapsed: float) -> list[str]:
+    """The summary's Markdown lines (the first four: command and set-up)."""
     pooled = result.pooled
     lines = [
         "# Blur detection from KPAC's scale attention",
         "",
         f"Command: `{' '.join(shlex.quote(a) for a in sys.argv)}`",
         "",
-        f"Model: {weights_text}. Data: {len(result.names)} images from {image_dir} "
-        f"(masks {mask_dir}, include {FLAGS.include!r}, white = {FLAGS.mask_white}). "
+        f"Model: {weights_text}. Data: {len(result.names)} images from {dirs[0]} "
+        f"(masks {dirs[1]}, include {FLAGS.include!r}, white = {FLAGS.mask_white}). "
         f"Map: block {FLAGS.block}, rate {FLAGS.rate}, input x{FLAGS.upsample}; threshold "
         f"{FLAGS.threshold}. Run time {elapsed:.1f} s.",
         "",
@@ -161,7 +149,7 @@ def main(argv: list[str]) -> int:
     if not trained:
         lines += ["**RANDOM WEIGHTS: these numbers check the pipeline; they say nothing "
                   "about KPAC.**", ""]
-    lines += [
+    return lines + [
         f"| averaging | F-measure (beta^2 = {FLAGS.beta2:g}) | accuracy | precision | recall |",
         "|---|---|---|---|---|",
         f"| mean over images | {result.mean_f_measure:.3f} | {result.mean_accuracy:.3f} | "
@@ -173,8 +161,41 @@ def main(argv: list[str]) -> int:
         "beta and averaging are not stated).",
         "",
     ]
-    with open(os.path.join(FLAGS.output_dir, "summary.md"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from tqdm import tqdm
+
+    from kpac_tf import io as kio
+
+    threshold = _threshold(FLAGS.threshold)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    dirs = _data_dirs()
+    try:
+        samples = bd.pair_blur_dataset(*dirs, FLAGS.include)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if FLAGS.limit > 0:
+        samples = samples[: FLAGS.limit]
+    model, weights_text, trained = _model()
+
+    start = time.time()
+    saved: list[str] = []
+    with tqdm(total=len(samples), unit="image", desc="blur detection") as progress:
+        try:
+            result = bd.evaluate(model, samples, threshold=threshold, upsample=FLAGS.upsample,
+                                 block=FLAGS.block, rate=FLAGS.rate, beta2=FLAGS.beta2,
+                                 mask_white=FLAGS.mask_white,
+                                 on_image=_figure_writer(progress, trained, saved))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    lines = _summary_lines(result, weights_text, trained, dirs, time.time() - start)
+    kio.atomic_write(os.path.join(FLAGS.output_dir, "per_image.csv"), _per_image_csv(result))
+    kio.atomic_write(os.path.join(FLAGS.output_dir, "summary.md"), "\n".join(lines))
     print("\n".join(lines[4:]))
     logging.info("Wrote per_image.csv, summary.md and %d figures into %s", len(saved),
                  FLAGS.output_dir)
