@@ -116,13 +116,13 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from kpac_tf import training
+    from kpac_tf import distribution
     from kpac_tf.data import pipeline
 
     batch, crop = FLAGS.batch_size, FLAGS.crop
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores; {FLAGS.preset}, batch {batch} x {crop}x{crop}")
     rates = {}
-    for policy in ("float32", training.mixed_precision_policy()):
+    for policy in ("float32", distribution.mixed_precision_policy()):
         rates[policy] = _time_training(tf, FLAGS.preset, batch, crop, FLAGS.warmup, FLAGS.steps, policy)
         rate = rates[policy]
         print(f"training {policy:15s} {rate:8.3f} steps/s  ({1 / rate:.2f} s/step, "

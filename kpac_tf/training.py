@@ -30,6 +30,9 @@ so there is one loop and one step function for all of them.
   weights and the record (the others write throw-away checkpoints, because saving
   is a collective operation).
 
+Strategies, precision and the chief live in :mod:`kpac_tf.distribution`; summaries,
+previews and the validation pass in :mod:`kpac_tf.train_reports`.
+
 Images everywhere are float32 NHWC in [0, 1].
 """
 from __future__ import annotations
@@ -44,29 +47,25 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
 from kpac_tf import io as kio
 from kpac_tf import losses as klosses
 from kpac_tf.data import pipeline as kpipe
+from kpac_tf.distribution import is_chief, run_and_sum, strategy_name, worker_task
 from kpac_tf.metrics import batch_psnr
+from kpac_tf.train_reports import Reporter, due
 
 __all__ = [
-    "STRATEGIES",
     "KPACTrainer",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainData",
     "TrainResult",
-    "is_chief",
     "make_optimizer",
-    "make_strategy",
     "make_train_loop",
-    "strategy_name",
     "train",
 ]
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCHEDULES = ("constant", "cosine")
 #: Test hook: when this environment variable holds a step number, the training process
 #: kills itself with SIGKILL right after that step (and its checkpoint, if one is due),
@@ -271,87 +270,7 @@ class KPACTrainer(keras.Model):
 
 
 # ---------------------------------------------------------------------------------------
-# Strategies.
-
-
-def make_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy:
-    """A tf.distribute strategy by name.
-
-    "default" (one device), "mirrored" (all local GPUs, or the CPU), "multi_worker"
-    (MultiWorkerMirroredStrategy; the cluster comes from the TF_CONFIG environment
-    variable), "tpu" (``tpu``: the TPU name or address; "" for a TPU VM).
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            logging.warning("TF_CONFIG is not set: multi_worker runs as a single worker.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
-
-
-def mixed_precision_policy(strategy: str = "default") -> str:
-    """The Keras mixed-precision policy for this machine and strategy name.
-
-    "mixed_bfloat16" on a TPU and on a CPU-only machine (TensorFlow has no CPU kernels
-    for float16 atrous-convolution gradients, while bfloat16 convolutions run through
-    oneDNN, 1.45-1.8x faster than float32 per training step on a CPU with AVX512-BF16;
-    see experiments/benchmark_training.py); "mixed_float16" on GPUs. Variables and
-    optimizer state stay float32 either way, so checkpoints move freely between
-    float32 and mixed runs.
-    """
-    if strategy == "tpu" or not tf.config.list_physical_devices("GPU"):
-        return "mixed_bfloat16"
-    return "mixed_float16"
-
-
-def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    """"default", "mirrored", "multi_worker", "tpu", or the class name of another strategy."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "multi_worker"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        return "mirrored"
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        return "tpu"
-    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
-        return "default"
-    return type(strategy).__name__
-
-
-def _task(strategy) -> tuple[str | None, int]:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return None, 0
-    return resolver.task_type, int(resolver.task_id or 0)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the worker that writes checkpoints, summaries and outputs."""
-    task_type, task_id = _task(strategy)
-    if task_type is None or task_type == "chief":
-        return True
-    if task_type == "worker":
-        spec = strategy.cluster_resolver.cluster_spec().as_dict()
-        return "chief" not in spec and task_id == 0
-    return False
-
-
-# ---------------------------------------------------------------------------------------
 # Helpers.
-
-
-def _run_and_sum(strategy: tf.distribute.Strategy, step_fn: Callable, batch) -> dict:
-    """``step_fn(batch)`` on every replica, each returned value summed over replicas (the
-    one cross-replica reduction of training and validation)."""
-    per_replica = strategy.run(step_fn, args=(batch,))
-    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
 
 def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
@@ -365,7 +284,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
     """
 
     def step(iterator):
-        return _run_and_sum(strategy, trainer.train_step, next(iterator))
+        return run_and_sum(strategy, trainer.train_step, next(iterator))
 
     @tf.function
     def single(iterator):
@@ -419,34 +338,6 @@ def _check_data(data: TrainData) -> None:
         next(iter(dataset))
     except tf.errors.OpError as error:
         raise ValueError(f"The training data cannot be read: {kio.error_line(error)}") from None
-
-
-def _plugin_metadata(plugin: str) -> bytes:
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
-    ).SerializeToString()
-
-
-def _summary_scalar(name: str, value: float) -> None:
-    """A TensorBoard scalar, written with TensorFlow alone (no tensorboard package)."""
-    tf.summary.write(name, tf.constant(value, tf.float32), metadata=_plugin_metadata("scalars"))
-
-
-def _summary_images(name: str, images: tf.Tensor) -> None:
-    """TensorBoard images (NHWC float in [0, 1]) as 8-bit PNGs, TensorFlow alone."""
-    images = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
-    encoded = [tf.io.encode_png(image) for image in tf.unstack(images)]
-    shape = tf.shape(images)
-    payload = tf.concat([tf.strings.as_string([shape[2], shape[1]]), tf.stack(encoded)], axis=0)
-    tf.summary.write(name, payload, metadata=_plugin_metadata("images"))
-
-
-def _preview(inputs, target, output, max_images: int = 3) -> tf.Tensor:
-    """[input | output | target] side by side, NHWC in [0, 1], for image summaries."""
-    if isinstance(inputs, (tuple, list)):
-        inputs = inputs[-1]  # the centre view
-    row = tf.concat([inputs, tf.clip_by_value(output, 0.0, 1.0), target], axis=2)
-    return row[:max_images]
 
 
 class _Workdir:
@@ -522,7 +413,7 @@ def _open_workdir(strategy: tf.distribute.Strategy, config: TrainConfig, workdir
             f"The batch size {config.batch_size} does not split over {replicas} replicas; "
             f"use a multiple of {replicas}."
         )
-    _, task_id = _task(strategy)
+    _, task_id = worker_task(strategy)
     paths = _Workdir(workdir, is_chief(strategy), task_id)
     tf.io.gfile.makedirs(workdir)
     if config.deterministic:
@@ -601,10 +492,6 @@ def _kill_if_asked(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _due(step: int, every: int) -> bool:
-    return every > 0 and step % every == 0
-
-
 def _next_chunk(step: int, config: TrainConfig) -> int:
     """Steps of the next loop call from ``step``: at most ``steps_per_loop``, ending on
     the next checkpoint, summary, image-summary or evaluation step, or the run's end."""
@@ -636,41 +523,6 @@ def _train_chunk(run: _Run, train_loop, iterator, num_steps: int) -> None:
     run.logs = {k: float(v.numpy()) for k, v in mean_logs.items()}
     run.logs["learning_rate"] = _current_lr(run.optimizer)
     run.logs["steps_per_sec"] = num_steps / max(elapsed, 1e-9)
-
-
-class _Reporter:
-    """TensorBoard scalars and previews, and the validation pass, on their steps."""
-
-    def __init__(self, strategy, run: _Run, data: TrainData, config: TrainConfig):
-        self.config = config
-        self.network = run.network
-        self.evaluate = (_make_evaluator(strategy, run.trainer, data, config)
-                         if data.val is not None else None)
-        self.writer = (tf.summary.create_file_writer(run.paths.tensorboard) if run.paths.chief
-                       else tf.summary.create_noop_writer())
-        self.preview = (_preview_batch(data) if run.paths.chief and config.image_summary_every
-                        else None)
-
-    def report(self, run: _Run) -> None:
-        """Writes what is due at ``run.step``; a validation pass adds val_* to the logs."""
-        step, config = run.step, self.config
-        with self.writer.as_default(step=step):
-            if _due(step, config.summary_every) or step == config.steps:
-                for name, value in run.logs.items():
-                    _summary_scalar(f"train/{name}", value)
-            if self.preview is not None and _due(step, config.image_summary_every):
-                inputs, target = self.preview
-                output = tf.cast(self.network(inputs, training=False), tf.float32)
-                _summary_images("preview/input_output_target", _preview(inputs, target, output))
-            if self.evaluate is not None and (_due(step, config.eval_every) or step == config.steps):
-                val_logs = self.evaluate()
-                run.val_psnr = val_logs["psnr"]
-                run.logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                for name, value in val_logs.items():
-                    _summary_scalar(f"val/{name}", value)
-                logging.info("step %d: validation PSNR %.3f dB (input %.3f dB) over %d images.", step,
-                             run.val_psnr, val_logs["input_psnr"], val_logs["images"])
-        self.writer.flush()
 
 
 def _run_record(run: _Run, data: TrainData, config: TrainConfig, strategy, init_from,
@@ -776,7 +628,7 @@ def train(
         return _finished_result(paths, run.start_step, run.wall_before, run.network)
     iterator = _train_iterator(strategy, data, config, run.start_step)
     train_loop = make_train_loop(strategy, run.trainer)
-    reporter = _Reporter(strategy, run, data, config)
+    reporter = Reporter(strategy, run, data, config)
 
     run.start_clock()
     stopped_early = False
@@ -789,12 +641,12 @@ def train(
                 break
             _train_chunk(run, train_loop, iterator, _next_chunk(run.step, config))
             reporter.report(run)
-            if _due(run.step, config.checkpoint_every) or run.step == config.steps:
+            if due(run.step, config.checkpoint_every) or run.step == config.steps:
                 run.save()
             _kill_if_asked(run.step)
             if on_progress is not None:
                 on_progress(run.step, config.steps, run.logs)
-            if _due(run.step, config.summary_every):
+            if due(run.step, config.summary_every):
                 logging.info("step %d/%d: %s", run.step, config.steps,
                              ", ".join(f"{k} {v:.5g}" for k, v in run.logs.items()))
         if stopped_early and run.last_saved != run.step:
@@ -856,52 +708,3 @@ def _invocation(record: dict, seconds: float | None = None) -> dict:
     entry = {key: record.get(key) for key in keys}
     entry["seconds"] = round(seconds, 3) if seconds is not None else None
     return entry
-
-
-def _preview_batch(data: TrainData):
-    """A small fixed batch (validation if available, else training) for image summaries."""
-    if data.val is not None:
-        dataset = kpipe.make_eval_dataset(data.val, crop=data.val_crop or 256, bit_depth=data.pipeline.bit_depth,
-                                          per_replica_batch=1)
-        inputs, target, _ = next(iter(dataset))
-    else:
-        batch = next(iter(kpipe.make_train_dataset(data.train, data.pipeline, per_replica_batch=1)))
-        inputs, target = batch[0], batch[1]
-    return inputs, target
-
-
-def _make_evaluator(strategy, trainer: KPACTrainer, data: TrainData, config: TrainConfig):
-    """A function running one distributed validation pass -> {"psnr", "input_psnr", "mae",
-    "images"} (input_psnr: the blurred input itself, the score to beat)."""
-    if config.val_batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(
-            f"The validation batch {config.val_batch_size} does not split over "
-            f"{strategy.num_replicas_in_sync} replicas; use a multiple of it."
-        )
-
-    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return kpipe.make_eval_dataset(
-            data.val, crop=data.val_crop, bit_depth=data.pipeline.bit_depth,
-            per_replica_batch=context.get_per_replica_batch_size(config.val_batch_size),
-            global_batch=config.val_batch_size,
-            pipeline_id=context.input_pipeline_id,
-            num_pipelines=context.num_input_pipelines,
-        )
-
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(batch):
-        return _run_and_sum(strategy, trainer.test_step, batch)
-
-    def evaluate() -> dict[str, float]:
-        sums = {"psnr_sum": 0.0, "input_psnr_sum": 0.0, "mae_sum": 0.0, "count": 0.0}
-        for batch in dataset:
-            out = eval_step(batch)
-            for k in sums:
-                sums[k] += float(out[k].numpy())
-        count = max(sums["count"], 1.0)
-        return {"psnr": sums["psnr_sum"] / count, "input_psnr": sums["input_psnr_sum"] / count,
-                "mae": sums["mae_sum"] / count, "images": int(sums["count"])}
-
-    return evaluate

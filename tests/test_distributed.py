@@ -99,14 +99,14 @@ MIRRORED = COMMON + textwrap.dedent(
 
 WORKER = COMMON + textwrap.dedent(
     """
-    from kpac_tf import training, weights
-    strategy = training.make_strategy("multi_worker")
+    from kpac_tf import distribution, training, weights
+    strategy = distribution.make_strategy("multi_worker")
     workdir, out_dir, task = sys.argv[1], sys.argv[2], int(sys.argv[3])
     result = training.train(tiny_model, tiny_data(), tiny_config(image_summary_every=3), workdir,
                             strategy=strategy)
     np.savez(f"{out_dir}/worker{task}.npz", *weights.get_arrays(result.network))
     print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": result.logs["loss"],
-                                  "step": result.step, "chief": training.is_chief(strategy),
+                                  "step": result.step, "chief": distribution.is_chief(strategy),
                                   "val_images": result.logs["val_images"]}))
     """
 )

@@ -213,14 +213,14 @@ def _auto_mixed_precision(tf) -> tuple[bool, str]:
     return fast, f"automatic: {reason}"
 
 
-def _set_precision(tf, keras, training) -> str:
+def _set_precision(tf, keras, distribution) -> str:
     """Set the Keras dtype policy from --mixed_precision (or the automatic choice); returns why."""
     mixed = FLAGS.mixed_precision
     why = "--mixed_precision" if mixed else "--nomixed_precision"
     if mixed is None:
         mixed, why = _auto_mixed_precision(tf)
     if mixed:
-        keras.mixed_precision.set_global_policy(training.mixed_precision_policy(FLAGS.strategy))
+        keras.mixed_precision.set_global_policy(distribution.mixed_precision_policy(FLAGS.strategy))
     logging.info("Precision: %s (%s).", keras.mixed_precision.global_policy().name, why)
     return why
 
@@ -343,12 +343,12 @@ def main(argv: list[str]) -> int:
     import keras
     import tensorflow as tf
 
-    from kpac_tf import losses, models, training
+    from kpac_tf import distribution, losses, models, training
     from kpac_tf.data import pipeline
 
     # The strategy first: multi-worker collectives must be set up before other TF ops.
-    strategy = training.make_strategy(FLAGS.strategy, FLAGS.tpu)
-    why = _set_precision(tf, keras, training)
+    strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.tpu)
+    why = _set_precision(tf, keras, distribution)
     try:
         config, data, train_config = _inputs(training, pipeline)
     except (ValueError, FileNotFoundError) as error:
@@ -356,7 +356,7 @@ def main(argv: list[str]) -> int:
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    chief = training.is_chief(strategy)
+    chief = distribution.is_chief(strategy)
     record_extra = {
         "command": " ".join(["kpac-train", *(shlex.quote(a) for a in sys.argv[1:])]),
         "flags": settings,
