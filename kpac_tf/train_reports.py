@@ -5,17 +5,15 @@ Images are float32 NHWC in [0, 1].
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import keras
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
 
 from kpac_tf.data import pipeline as kpipe
 from kpac_tf.distribution import run_and_sum
+from kpac_tf.train_config import TrainConfig, TrainData
 
-if TYPE_CHECKING:
-    from kpac_tf.training import KPACTrainer, TrainConfig, TrainData, _Run
 
 __all__ = ["Reporter", "due", "make_evaluator", "preview_batch", "preview_row", "summary_images",
            "summary_scalar"]
@@ -66,7 +64,8 @@ def preview_batch(data: TrainData):
     return inputs, target
 
 
-def make_evaluator(strategy, trainer: KPACTrainer, data: TrainData, config: TrainConfig):
+def make_evaluator(strategy: tf.distribute.Strategy, trainer: keras.Model, data: TrainData,
+                   config: TrainConfig):
     """A function running one distributed validation pass -> {"psnr", "input_psnr", "mae",
     "images"} (input_psnr: the blurred input itself, the score to beat)."""
     if config.val_batch_size % strategy.num_replicas_in_sync:
@@ -104,24 +103,36 @@ def make_evaluator(strategy, trainer: KPACTrainer, data: TrainData, config: Trai
 
 
 class Reporter:
-    """TensorBoard scalars and previews, and the validation pass, on their steps."""
+    """TensorBoard scalars and previews, and the validation pass, on their steps.
 
-    def __init__(self, strategy, run: _Run, data: TrainData, config: TrainConfig):
+    Args:
+      strategy: the run's tf.distribute strategy.
+      network: the model being trained (previews).
+      trainer: its KPACTrainer (the validation step).
+      data, config: the run's TrainData and TrainConfig.
+      tensorboard_dir: where summaries go; None on a worker that is not the chief
+        (nothing is written, validation still runs: it is a collective operation).
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, network: keras.Model,
+                 trainer: keras.Model, data: TrainData, config: TrainConfig,
+                 tensorboard_dir: str | None):
         self.config = config
-        self.network = run.network
-        self.evaluate = (make_evaluator(strategy, run.trainer, data, config)
+        self.network = network
+        self.evaluate = (make_evaluator(strategy, trainer, data, config)
                          if data.val is not None else None)
-        self.writer = (tf.summary.create_file_writer(run.paths.tensorboard) if run.paths.chief
+        self.writer = (tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir
                        else tf.summary.create_noop_writer())
-        self.preview = (preview_batch(data) if run.paths.chief and config.image_summary_every
+        self.preview = (preview_batch(data) if tensorboard_dir and config.image_summary_every
                         else None)
 
-    def report(self, run: _Run) -> None:
-        """Writes what is due at ``run.step``; a validation pass adds val_* to the logs."""
-        step, config = run.step, self.config
+    def report(self, step: int, logs: dict[str, float]) -> float | None:
+        """Writes what is due at ``step``. A validation pass adds val_* to ``logs`` and
+        returns the validation PSNR (dB); otherwise None."""
+        config, val_psnr = self.config, None
         with self.writer.as_default(step=step):
             if due(step, config.summary_every) or step == config.steps:
-                for name, value in run.logs.items():
+                for name, value in logs.items():
                     summary_scalar(f"train/{name}", value)
             if self.preview is not None and due(step, config.image_summary_every):
                 inputs, target = self.preview
@@ -129,10 +140,11 @@ class Reporter:
                 summary_images("preview/input_output_target", preview_row(inputs, target, output))
             if self.evaluate is not None and (due(step, config.eval_every) or step == config.steps):
                 val_logs = self.evaluate()
-                run.val_psnr = val_logs["psnr"]
-                run.logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                val_psnr = val_logs["psnr"]
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 for name, value in val_logs.items():
                     summary_scalar(f"val/{name}", value)
                 logging.info("step %d: validation PSNR %.3f dB (input %.3f dB) over %d images.", step,
-                             run.val_psnr, val_logs["input_psnr"], val_logs["images"])
+                             val_psnr, val_logs["input_psnr"], val_logs["images"])
         self.writer.flush()
+        return val_psnr

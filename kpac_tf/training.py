@@ -53,6 +53,7 @@ from kpac_tf import losses as klosses
 from kpac_tf.data import pipeline as kpipe
 from kpac_tf.distribution import is_chief, run_and_sum, strategy_name, worker_task
 from kpac_tf.metrics import batch_psnr
+from kpac_tf.train_config import TrainConfig, TrainData
 from kpac_tf.train_reports import Reporter, due
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
     "train",
 ]
 
-LR_SCHEDULES = ("constant", "cosine")
 #: Test hook: when this environment variable holds a step number, the training process
 #: kills itself with SIGKILL right after that step (and its checkpoint, if one is due),
 #: so tests can kill a run at a known step. Unset or empty: no effect.
@@ -80,92 +80,6 @@ INFOCUS_RADIUS = 1.0
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run stopped without saving."""
-
-
-# ---------------------------------------------------------------------------------------
-# Configuration.
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and bookkeeping settings (defaults: the paper's stage 1).
-
-    steps: total optimisation steps of the run (a resumed run continues to this).
-    batch_size: global batch (over all replicas); crop size lives in the PipelineConfig.
-    learning_rate, lr_schedule: Adam's step size; "constant" (the paper) or "cosine"
-        (decays to 0 at ``steps``).
-    beta_1, beta_2, epsilon: Adam (paper: 0.9, 0.99; epsilon as TF1's Adam).
-    perceptual_weight: weight of the VGG19 block4_conv4 loss (paper stage 2: 7e-4).
-    infocus_weight: weight in the MAE of pixels already in focus (oracle blur radius
-        below ``INFOCUS_RADIUS`` px) when the data carries radius maps (synthetic
-        and pooled pairs); other pixels weigh 1. Above 1 it penalises changing
-        in-focus content; 1 is the paper's plain MAE.
-    perceptual_distance: "squared" or "absolute" feature distance.
-    vgg19_weights: "imagenet" (download), a local notop .h5 path, or None (random;
-        tests only).
-    checkpoint_every, keep_checkpoints: checkpoint period (steps) and how many to keep.
-    summary_every, image_summary_every, eval_every: TensorBoard periods (0 = never).
-    steps_per_loop: training steps per compiled loop call (more: less host overhead).
-    val_batch_size: global batch of the validation pass.
-    seed: model initialisation seed (the data seed is in the PipelineConfig).
-    deterministic: make TensorFlow ops deterministic (slower on some devices).
-    """
-
-    steps: int = 200_000
-    batch_size: int = 4
-    learning_rate: float = 1e-4
-    lr_schedule: str = "constant"
-    beta_1: float = 0.9
-    beta_2: float = 0.99
-    epsilon: float = 1e-8
-    perceptual_weight: float = 0.0
-    infocus_weight: float = 1.0
-    perceptual_distance: str = "squared"
-    vgg19_weights: str | None = "imagenet"
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    summary_every: int = 100
-    image_summary_every: int = 1000
-    eval_every: int = 5000
-    steps_per_loop: int = 1
-    val_batch_size: int = 1
-    seed: int = 0
-    deterministic: bool = False
-
-    def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"The learning rate must be positive, got {self.learning_rate}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.")
-        if self.perceptual_weight < 0:
-            raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
-        if self.infocus_weight <= 0:
-            raise ValueError(f"infocus_weight must be positive, got {self.infocus_weight}.")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}.")
-        if self.steps_per_loop < 1:
-            raise ValueError(f"steps_per_loop must be at least 1, got {self.steps_per_loop}.")
-
-
-@dataclasses.dataclass
-class TrainData:
-    """What to train on.
-
-    train: the training source; val: an optional validation source (finite).
-    pipeline: crops, augmentation, bit depth and data seed.
-    val_crop: centre-crop side for validation (None: whole images).
-    description: free text for the run record (e.g. the --data value).
-    """
-
-    train: kpipe.PairSource
-    pipeline: kpipe.PipelineConfig
-    val: kpipe.PairSource | None = None
-    val_crop: int | None = None
-    description: str = ""
 
 
 @dataclasses.dataclass
@@ -628,7 +542,8 @@ def train(
         return _finished_result(paths, run.start_step, run.wall_before, run.network)
     iterator = _train_iterator(strategy, data, config, run.start_step)
     train_loop = make_train_loop(strategy, run.trainer)
-    reporter = Reporter(strategy, run, data, config)
+    reporter = Reporter(strategy, run.network, run.trainer, data, config,
+                        run.paths.tensorboard if run.paths.chief else None)
 
     run.start_clock()
     stopped_early = False
@@ -640,7 +555,8 @@ def train(
                 stopped_early = True
                 break
             _train_chunk(run, train_loop, iterator, _next_chunk(run.step, config))
-            reporter.report(run)
+            val_psnr = reporter.report(run.step, run.logs)
+            run.val_psnr = run.val_psnr if val_psnr is None else val_psnr
             if due(run.step, config.checkpoint_every) or run.step == config.steps:
                 run.save()
             _kill_if_asked(run.step)
