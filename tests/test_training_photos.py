@@ -19,6 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 from kpac_tf import cpu, models, training
+from kpac_tf import io as kio
 from kpac_tf.data import pipeline, pool, texture_photos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +174,7 @@ def test_pool_is_packed_once_and_feeds_the_same_batches_as_memory(tmp_path, monk
     memory = pool.PoolSource(out, with_radius=True, packed=False)
     packed = pool.PoolSource(out, with_radius=True)
     assert (memory.storage, packed.storage) == ("memory", "packed")
+    assert os.stat(os.path.join(out, "packed")).st_mode & 0o777 == 0o777 & ~kio.current_umask()
     arrays = pool_arrays.packed_arrays(out)
     assert isinstance(arrays["input"], np.memmap) and arrays["radius"].shape == (3, 40, 40, 1)
     for key, decoded in pool.load_pool_arrays(out).items():

@@ -150,6 +150,7 @@ def pack_pool(pool_dir: str) -> str:
                          f"of disk, {free / 2**30:.1f} GB free.")
     temporary = tempfile.mkdtemp(prefix=f".{PACKED}-", dir=pool_dir)
     try:
+        os.chmod(temporary, 0o777 & ~kio.current_umask())  # mkdtemp makes it private
         _write_pack(temporary, pool_dir, indices, size)
         kio.write_json(os.path.join(temporary, _PACK_RECORD), _pack_identity(record, indices))
         final = os.path.join(pool_dir, PACKED)
