@@ -34,8 +34,8 @@ from absl import logging
 from kpac_tf import io as kio
 from kpac_tf.data.dpdd_writer import write_pair_files
 from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource, scene_mix
-from kpac_tf.data.pool_arrays import (FOLDERS, POOL_RECORD, load_pool_arrays, packed_arrays,
-                                      pool_name, read_pool_record)
+from kpac_tf.data.pool_arrays import (FOLDERS, POOL_RECORD, complete_indices, load_pool_arrays,
+                                      packed_arrays, pool_name, read_pool_record)
 from kpac_tf.data.sources import PairSource
 
 __all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool"]
@@ -133,8 +133,8 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
                              "use a new folder.")
     for folder in FOLDERS:
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
-    todo = [i for i in range(count)
-            if not all(os.path.exists(os.path.join(out_dir, f, pool_name(i))) for f in FOLDERS)]
+    done = set(complete_indices(out_dir, count))
+    todo = [i for i in range(count) if i not in done]
     logging.info("Pool %s: %d of %d pairs to render with %d worker(s).", out_dir, len(todo), count,
                  workers)
     photo_count = len(SyntheticDefocusSource(8, photos=photos).photos) if photos else 0

@@ -34,7 +34,8 @@ from kpac_tf import io as kio
 from kpac_tf.data.dpdd_writer import radius_from_png
 
 __all__ = ["ARRAY_KEYS", "FOLDERS", "PACKED", "POOL_RECORD", "complete_indices", "decode_pair",
-           "load_pool_arrays", "pack_bytes", "pack_is_current", "pack_pool", "packed_arrays", "pool_name", "read_pool_record"]
+           "load_pool_arrays", "pack_bytes", "pack_is_current", "pack_pool", "packed_arrays",
+           "pool_name", "read_pool_record"]
 
 POOL_RECORD = "pool.json"
 PACKED = "packed"
