@@ -26,6 +26,9 @@ flags.DEFINE_string("assets_dir", None, "Bundled-weights folder (default: the pa
 flags.DEFINE_string("hardware", None, "Where the stage ran (default: keep the record's text).")
 flags.DEFINE_string("note", None, "A remark on this stage kept in the record (e.g. restarts).")
 flags.DEFINE_boolean("fresh", False, "Start a new record instead of appending a stage.")
+flags.DEFINE_string("weights", None, "Bundle this weights file of the run instead of its final "
+                    "model.weights.npz, e.g. an average of its last checkpoints "
+                    "(experiments/average_weights.py); the record says which file it was.")
 
 _PATH_FLAGS = ("--workdir=", "--init_from=", "--vgg19_weights=", "--flagfile=", "--val_data=",
                "--data=pool:")
@@ -115,7 +118,7 @@ def main(argv):
 def bundle(run_dir: Path) -> None:
     """Copy the run's weights over the bundled file and append its stage to the record."""
     from kpac_tf import io as kio
-    from kpac_tf import weights
+    from kpac_tf import models, weights
 
     run = json.loads((run_dir / "train_record.json").read_text())
     if run["flags"].get("preset") != FLAGS.preset:
@@ -131,11 +134,16 @@ def bundle(run_dir: Path) -> None:
                          f"{target.name}: its stage does not continue the record (use --fresh).")
     record = append_stage(record, run, FLAGS.hardware, FLAGS.note)
     record.setdefault("preset", FLAGS.preset)
-    weights.load_model(str(run_dir / "model.weights.npz"))  # refuses a broken or foreign file
+    source = Path(FLAGS.weights) if FLAGS.weights else run_dir / "model.weights.npz"
+    stage = f"stage{len(record['stage_steps'])}"
+    record["stage_weights"] = {**record.get("stage_weights", {}), stage: source.name}
+    model = weights.load_model(str(source))  # refuses a broken or foreign file
+    if "model" in run and models.model_config(model) != models.ModelConfig(**run["model"]):
+        raise ValueError(f"{source} holds another model than the run trained.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    kio.atomic_write(target, (run_dir / "model.weights.npz").read_bytes())
+    kio.atomic_write(target, source.read_bytes())
     kio.atomic_write(record_path, json.dumps(record, indent=2) + "\n")
-    print(f"bundled {run_dir / 'model.weights.npz'} as {target} "
+    print(f"bundled {source} as {target} "
           f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
 
 

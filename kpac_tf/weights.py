@@ -13,6 +13,10 @@ in], as tf.nn.conv2d_transpose wants them, so no array is ever transposed.
   TensorLayer 1.x. Reading it needs pickle; a restricted unpickler admits numpy arrays
   and nothing else, so a crafted file cannot run code.
 - Presets: "kpac-3level" etc. resolve to weights bundled in ``kpac_tf/assets/weights``.
+- Training checkpoints: a kpac-train checkpoint prefix (``WORKDIR/checkpoints/ckpt-N``)
+  loads the model's variables from it; the run's ``train_record.json`` names the model.
+- Averages: :func:`average_weights` takes the mean of several sources of one model
+  (checkpoint averaging, as in stochastic weight averaging).
 """
 from __future__ import annotations
 
@@ -257,6 +261,93 @@ def read_own_weights(path: str | os.PathLike) -> tuple[ModelConfig, list[np.ndar
     return config, arrays
 
 
+# ---------------------------------------------------------------------------------------
+# kpac-train checkpoints.
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TensorFlow checkpoint prefix (``PREFIX.index`` exists)."""
+    return Path(f"{path}.index").is_file()
+
+
+def checkpoint_config(prefix: str | os.PathLike) -> ModelConfig:
+    """The model of a kpac-train checkpoint ``WORKDIR/checkpoints/ckpt-N``, from the run's
+    ``WORKDIR/train_record.json`` (written when the run first stops)."""
+    record_path = Path(prefix).parent.parent / "train_record.json"
+    try:
+        return ModelConfig(**json.loads(record_path.read_text())["model"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{prefix}: cannot tell its model, {record_path} is missing or has no model entry "
+            f"({type(error).__name__}); pass the model configuration (--preset) explicitly."
+        ) from None
+
+
+_CHECKPOINT_KEY = "optimizer/_trainable_variables/{}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def restore_checkpoint(model: keras.Model, prefix: str | os.PathLike) -> None:
+    """Load the model variables of a kpac-train checkpoint into ``model`` (its optimizer
+    moments and counters are ignored).
+
+    A kpac-train checkpoint reaches the model's variables through its optimizer, which
+    holds them, in ``model.trainable_variables`` order, as ``_trainable_variables``
+    (the KPAC blocks' variables are reachable from nowhere else), so they are read by
+    that key. Every shape is checked first: a checkpoint of another model variant is a
+    WeightsMismatchError and nothing is assigned.
+    """
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+    except (tf.errors.OpError, ValueError) as error:
+        raise ValueError(f"{prefix}: not a readable checkpoint ({str(error).splitlines()[0][:160]}).") from None
+    stored = reader.get_variable_to_shape_map()
+    if _CHECKPOINT_KEY.format(0) not in stored:
+        raise ValueError(f"{prefix}: not a kpac-train checkpoint (it holds no optimizer with the "
+                         "model's variables).")
+    _check_checkpoint_shapes(model, prefix, stored)
+    for index, variable in enumerate(model.trainable_variables):
+        variable.assign(reader.get_tensor(_CHECKPOINT_KEY.format(index)))
+    logging.info("Restored the %d model variables of checkpoint %s.", len(model.trainable_variables), prefix)
+
+
+def _check_checkpoint_shapes(model: keras.Model, prefix: str | os.PathLike, stored: dict) -> None:
+    """Raise WeightsMismatchError, naming the first variable that does not fit, unless the
+    checkpoint's model variables (``stored``: key to shape) fit ``model`` one for one."""
+    count = sum(name.startswith("optimizer/_trainable_variables/") for name in stored)
+    for index, variable in enumerate(model.trainable_variables):
+        found = stored.get(_CHECKPOINT_KEY.format(index))
+        if found is None or tuple(found) != tuple(variable.shape):
+            what = "is missing" if found is None else f"has shape {tuple(found)}"
+            raise WeightsMismatchError(
+                f"{prefix}: variable {index} ({variable.path}) {what}, the model expects "
+                f"{tuple(variable.shape)}; the checkpoint was made for another model variant."
+            )
+    if count != len(model.trainable_variables):
+        raise WeightsMismatchError(
+            f"{prefix}: holds {count} model variables, the model has {len(model.trainable_variables)}; "
+            "the checkpoint was made for another model variant."
+        )
+
+
+def average_weights(sources: list, config: ModelConfig | str | None = None) -> keras.Model:
+    """A model holding the element-wise mean of the weights of ``sources`` (presets, own
+    files, authors' files or checkpoints of one model variant; ``config`` as in
+    :func:`load_model`). Every source must fit the model of the first."""
+    if not sources:
+        raise ValueError("Nothing to average: give at least one weights source.")
+    model = load_model(sources[0], config)
+    total = [array.astype(np.float64) for array in get_arrays(model)]
+    for source in sources[1:]:
+        load_weights(model, source)
+        for accumulated, array in zip(total, get_arrays(model)):
+            accumulated += array
+    set_arrays(model, [array / len(sources) for array in total], "the average")
+    logging.info("Averaged the weights of %d sources.", len(sources))
+    return model
+
+
 #: The authors' released file for each preset.
 AUTHORS_FILES = {"kpac-2level": "single_2level.npz", "kpac-3level": "single_3level.npz",
                  "kpac-dual": "dual.npz"}
@@ -273,7 +364,8 @@ def bundled_presets() -> list[str]:
 
 
 def _resolve(source: str | os.PathLike) -> tuple[str, Path]:
-    """('own' | 'authors', path) for a preset name or a file path."""
+    """('own' | 'authors' | 'checkpoint', path) for a preset name, a file path or a
+    checkpoint prefix."""
     if isinstance(source, str) and source in PRESETS:
         path = bundled_weights_path(source)
         if not path.is_file():
@@ -285,10 +377,13 @@ def _resolve(source: str | os.PathLike) -> tuple[str, Path]:
             )
         return "own", path
     path = Path(source)
+    if is_checkpoint(path):
+        return "checkpoint", path
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no such weights file; give a preset name ({', '.join(PRESETS)}), "
-            f"a *{OWN_SUFFIX} file, or an authors' npz from {AUTHORS_URL}."
+            f"a *{OWN_SUFFIX} file, a kpac-train checkpoint (WORKDIR/checkpoints/ckpt-N) or an "
+            f"authors' npz from {AUTHORS_URL}."
         )
     if path.name.endswith(OWN_SUFFIX):
         return "own", path
@@ -304,6 +399,9 @@ def load_weights(model: keras.Model, source: str | os.PathLike) -> None:
     kind, path = _resolve(source)
     if kind == "authors":
         import_authors_npz(model, path)
+        return
+    if kind == "checkpoint":
+        restore_checkpoint(model, path)
         return
     config, arrays = read_own_weights(path)
     if config != model_config(model):
@@ -323,6 +421,8 @@ def load_model(source: str | os.PathLike, config: ModelConfig | str | None = Non
     if kind == "own":
         stored, _ = read_own_weights(path)
         model = build_kpac(config or stored, **build_kwargs)
+    elif kind == "checkpoint":
+        model = build_kpac(config or checkpoint_config(path), **build_kwargs)
     else:
         model = build_kpac(config or _guess_authors_preset(path), **build_kwargs)
     load_weights(model, path)

@@ -43,7 +43,8 @@ def finished_run(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("run")
     weights.save_weights(build_kpac("kpac-3level"), run_dir / "model.weights.npz")
-    (run_dir / "train_record.json").write_text(json.dumps(_run_record()))
+    (run_dir / "train_record.json").write_text(json.dumps(_run_record(
+        model=build_kpac("kpac-3level").kpac_config.to_dict())))
     return run_dir
 
 
@@ -69,6 +70,27 @@ def test_a_finished_run_is_appended_as_a_stage(finished_run, tmp_path):
     bundled = assets / "kpac-3level.weights.npz"
     assert bundled.read_bytes() == (finished_run / "model.weights.npz").read_bytes()
     assert sorted(p.name for p in assets.iterdir()) == ["kpac-3level.json", "kpac-3level.weights.npz"]
+
+
+def test_another_file_of_the_run_can_stand_in_for_its_final_weights(finished_run, tmp_path):
+    import keras
+
+    from kpac_tf import build_kpac, weights
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    keras.utils.set_random_seed(5)
+    average = weights.save_weights(build_kpac("kpac-3level"), tmp_path / "average.weights.npz")
+    result = _bundle(finished_run, assets, f"--weights={average}", "--note=mean of 5 checkpoints")
+    assert result.returncode == 0, result.stderr
+    assert (assets / "kpac-3level.weights.npz").read_bytes() == average.read_bytes()
+    record = json.loads((assets / "kpac-3level.json").read_text())
+    assert record["stage_weights"] == {"stage1": "average.weights.npz"}
+    # A file of another model than the run trained is refused; nothing is written.
+    other = weights.save_weights(build_kpac("kpac-2level"), tmp_path / "other.weights.npz")
+    refused = _bundle(finished_run, tmp_path / "assets2", f"--weights={other}")
+    assert refused.returncode == 1 and "holds another model than the run trained" in refused.stderr
+    assert not (tmp_path / "assets2").exists()
 
 
 def test_unfinished_or_unrelated_runs_are_refused(finished_run, tmp_path):

@@ -18,12 +18,13 @@ DEFAULT_WEIGHTS = "kpac-3level"
 flags.DEFINE_string(
     "weights", None,
     f"Model weights (default: {DEFAULT_WEIGHTS}): kpac-3level (the weights bundled with the "
-    "package; no other preset ships weights), a *.weights.npz of your own (kpac-train), or "
-    "an authors' file (single_2level.npz, single_3level.npz or dual.npz from "
+    "package; no other preset ships weights), a *.weights.npz of your own (kpac-train), a "
+    "kpac-train checkpoint (WORKDIR/checkpoints/ckpt-N), or an authors' file (single_2level.npz, single_3level.npz or dual.npz from "
     "github.com/HyeongseokSon1/KPAC, folder pretrained/).",
 )
 flags.DEFINE_string(
     "preset", None,
-    "Model architecture for an authors' npz: kpac-2level, kpac-3level or kpac-dual "
-    "(default: guessed from the file; own files and presets know their own).",
+    "Model architecture for an authors' npz or a checkpoint: kpac-2level, kpac-3level or "
+    "kpac-dual (default: guessed from the authors' file, or named by the checkpoint's run "
+    "record; own files and presets know their own).",
 )
