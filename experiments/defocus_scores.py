@@ -123,8 +123,25 @@ def summarise(scores: list[PairScore]) -> dict:
     }
 
 
+def paired_difference(baseline: list[PairScore], other: list[PairScore]) -> dict:
+    """``other``'s PSNR minus ``baseline``'s (dB), pair by pair over the same pairs: the
+    mean, its standard error (sample standard deviation / sqrt(pairs); NaN for one pair)
+    and their ratio ``t``. The pairs share their inputs, so this is the difference of the
+    two gains, without the spread of the pairs' difficulty."""
+    before = {(s.group, s.name): s.psnr for s in baseline}
+    differences = np.array([s.psnr - before[(s.group, s.name)] for s in other], np.float64)
+    if differences.size == 0:
+        raise ValueError("No pairs to compare.")
+    mean = float(differences.mean())
+    stderr = (float(differences.std(ddof=1) / math.sqrt(differences.size))
+              if differences.size > 1 else math.nan)
+    t = mean / stderr if stderr > 0 else math.nan
+    return {"pairs": int(differences.size), "mean": mean, "stderr": stderr, "t": t}
+
+
 def markdown(results: dict[str, dict[str, dict]]) -> list[str]:
-    """Table lines: one row per (weights, photo set)."""
+    """Table lines: one row per (weights, photo set), then, when several weights were
+    scored, their paired gain differences against the first."""
     lines = ["| weights | photos | pairs | input PSNR | PSNR | gain | defocused px gain | "
              "in-focus px gain | input SSIM | SSIM | worst pair |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -134,16 +151,33 @@ def markdown(results: dict[str, dict[str, dict]]) -> list[str]:
                 f"| {weights} | {group} | {s['pairs']} | {s['input_psnr']:.2f} | {s['psnr']:.2f} | "
                 f"{s['gain']:+.2f} | {s['defocused_gain']:+.2f} | {s['in_focus_gain']:+.2f} | "
                 f"{s['input_ssim']:.4f} | {s['ssim']:.4f} | {s['worst_gain']:+.2f} |")
+    paired = [(weights, group, s["vs_first"]) for weights, groups in results.items()
+              for group, s in groups.items() if "vs_first" in s]
+    if paired:
+        first = next(iter(results))
+        lines += ["", f"Paired against {first} (PSNR difference per pair, dB):", "",
+                  "| weights | photos | pairs | mean difference | standard error | t |",
+                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {weights} | {group} | {d['pairs']} | {d['mean']:+.3f} | {d['stderr']:.3f} | "
+                  f"{d['t']:+.1f} |" for weights, group, d in paired]
     return lines
 
 
 def run_benchmark(photos: str | None, split: str, benchmark_dir: str, weights: list[str],
                   skimage_pairs: int = 2, seed: int = 11) -> dict[str, dict[str, dict]]:
-    """{weights: {photo set: summary}} for every weights (photo sets: photos, skimage)."""
+    """{weights: {photo set: summary}} for every weights (photo sets: photos, skimage);
+    the summaries of every weights after the first hold ``vs_first``, the
+    :func:`paired_difference` against the first."""
     folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed)
-    results = {}
+    results, first = {}, None
     for spec in weights:
         scores = score_weights(folder, spec)
         groups = sorted({s.group for s in scores})
         results[spec] = {group: summarise([s for s in scores if s.group == group]) for group in groups}
+        if first is None:
+            first = scores
+            continue
+        for group in groups:
+            results[spec][group]["vs_first"] = paired_difference(
+                [s for s in first if s.group == group], [s for s in scores if s.group == group])
     return results

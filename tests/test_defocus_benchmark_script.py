@@ -44,6 +44,25 @@ def test_summary_skips_pairs_without_the_region():
     assert summary["in_focus_pairs"] == 1 and abs(summary["ssim"] - 0.7) < 1e-12
 
 
+def test_paired_difference_matches_pairs_by_name_and_reports_its_noise():
+    def score(name, psnr, group="photos"):
+        return defocus_scores.PairScore(name, group, 20.0, psnr, 0.5, 0.6, 0.0, 0.0)
+
+    first = [score("a", 21.0), score("b", 25.0), score("c", 30.0)]
+    other = [score("c", 30.4), score("a", 21.2), score("b", 25.3)]  # another order
+    d = defocus_scores.paired_difference(first, other)
+    assert d["pairs"] == 3 and abs(d["mean"] - 0.3) < 1e-9
+    assert abs(d["stderr"] - 0.1 / math.sqrt(3)) < 1e-9  # differences 0.2, 0.3, 0.4
+    assert abs(d["t"] - 0.3 / (0.1 / math.sqrt(3))) < 1e-6
+    one = defocus_scores.paired_difference(first[:1], other[1:2])
+    assert math.isnan(one["stderr"]) and math.isnan(one["t"])
+    summary = defocus_scores.summarise(other)
+    lines = defocus_scores.markdown({"old": {"photos": defocus_scores.summarise(first)},
+                                     "new": {"photos": dict(summary, vs_first=d)}})
+    assert "Paired against old (PSNR difference per pair, dB):" in lines
+    assert "| new | photos | 3 | +0.300 | 0.058 | +5.2 |" in lines
+
+
 def test_cli_on_a_tiny_photo_folder(tmp_path, rng):
     folder = tmp_path / "photos" / "val"
     folder.mkdir(parents=True)
