@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -258,17 +259,26 @@ def test_in_focus_pixels_weigh_more_in_the_loss(rng):
         training.TrainConfig(infocus_weight=0.0)
 
 
-@pytest.mark.parametrize("flags, fast, words", [
-    ({"fpu", "amx_bf16", "avx512_bf16"}, True, "AMX-BF16"),
-    ({"fpu", "avx512_bf16"}, True, "AVX512-BF16"),
-    ({"fpu", "avx2"}, False, "neither"),
+@pytest.mark.parametrize("flags, speedup, fast, words", [
+    ({"fpu", "amx_bf16", "avx512_bf16"}, 0.5, True, "AMX-BF16"),
+    ({"fpu", "avx512_bf16"}, 1.6, True, "probe ran 1.60x"),
+    ({"fpu", "avx512_bf16"}, 0.51, False, "probe ran 0.51x"),
+    ({"fpu", "avx2"}, 2.0, False, "neither"),
 ])
-def test_bfloat16_choice_follows_the_cpu_flags(monkeypatch, flags, fast, words):
+def test_bfloat16_choice_follows_the_cpu_flags_and_the_probe(monkeypatch, flags, speedup, fast, words):
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    probes = []
+    monkeypatch.setattr(cpu, "bfloat16_conv_speedup", lambda: probes.append(1) or speedup)
     chosen, reason = cpu.fast_bfloat16()
     assert chosen is fast and words in reason
+    assert len(probes) == (1 if flags == {"fpu", "avx512_bf16"} else 0)  # only AVX512 alone is probed
     if "amx_bf16" not in flags and "avx512_bf16" in flags:
         assert cpu.fast_bfloat16(include_avx512=False)[0] is False
+
+
+def test_bfloat16_probe_measures_a_ratio():
+    speedup = cpu.bfloat16_conv_speedup(size=16, channels=8, repeats=2)
+    assert math.isfinite(speedup) and 0.01 < speedup < 100
 
 
 def test_pool_storage_benchmark_compares_memory_and_packed(tmp_path):

@@ -112,7 +112,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker",
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
 flags.DEFINE_boolean("mixed_precision", None, "Mixed precision: mixed_float16 on a GPU, mixed_bfloat16 "
                      "on a TPU or a CPU; weights stay float32. Default: on where it is fast (a GPU, a "
-                     "TPU, or a CPU with AMX-BF16 or AVX512-BF16), off elsewhere.")
+                     "TPU, a CPU with AMX-BF16, or one with AVX512-BF16 where a short probe finds bfloat16 "
+                     "faster), off elsewhere.")
 
 # Test hook.
 flags.DEFINE_integer("debug_nan_at_step", None, "Testing: make the inputs of this step NaN.")
