@@ -1,0 +1,93 @@
+"""The validation curve of kpac-train runs, read from their TensorBoard event files.
+
+    python experiments/learning_curve.py --run=runs/photos
+    python experiments/learning_curve.py --run=runs/s5,runs/s6 --columns=9
+
+Prints, for each run, the in-run validation gain (``val/psnr`` minus
+``val/input_psnr``, dB: what the network adds over its input on the run's validation
+scenes) at every validation step, as a markdown table of --columns gains per row, then
+the best and the last. Needs TensorFlow only (no tensorboard package). When a resumed
+run validated the same step twice, the last value counts.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from kpac_tf.cli import runner
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("run", None, "kpac-train work directories (their tensorboard/ folders are read).")
+flags.DEFINE_integer("columns", 9, "Gains per table row.")
+
+
+def read_scalars(event_dir: Path) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of the scalar summaries of every event file in ``event_dir``
+    (files in name order, so that a resumed run's later value of a step wins)."""
+    import tensorflow as tf
+
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(event_dir.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor") and not value.tensor.string_val:
+                    number = float(tf.make_ndarray(value.tensor))
+                elif value.HasField("simple_value"):
+                    number = float(value.simple_value)
+                else:
+                    continue
+                scalars.setdefault(value.tag, {})[int(event.step)] = number
+    return scalars
+
+
+def validation_gains(scalars: dict[str, dict[int, float]]) -> dict[int, float]:
+    """{step: val/psnr - val/input_psnr} for the steps that have both."""
+    psnr, before = scalars.get("val/psnr", {}), scalars.get("val/input_psnr", {})
+    return {step: psnr[step] - before[step] for step in sorted(psnr) if step in before}
+
+
+def gain_table(gains: dict[int, float], columns: int) -> list[str]:
+    """Markdown lines: rows of ``columns`` gains, headed by their step range."""
+    steps = sorted(gains)
+    rows = [steps[i:i + columns] for i in range(0, len(steps), columns)]
+    lines = ["| steps | gain (dB) |", "|---|---|"]
+    for row in rows:
+        span = f"{row[0]}" if len(row) == 1 else f"{row[0]}-{row[-1]}"
+        lines.append(f"| {span} | " + " ".join(f"{gains[s]:+.2f}" for s in row) + " |")
+    return lines
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.run:
+        raise app.UsageError("--run is required.")
+    if FLAGS.columns < 1:
+        raise app.UsageError("--columns must be at least 1.")
+    runner.import_tensorflow()
+    status = 0
+    for run in FLAGS.run:
+        event_dir = Path(run) / "tensorboard"
+        if not event_dir.is_dir():
+            print(f"error: {run}: no tensorboard/ folder; is it a kpac-train work directory?",
+                  file=sys.stderr)
+            status = 1
+            continue
+        gains = validation_gains(read_scalars(event_dir))
+        if not gains:
+            print(f"error: {run}: no validation step logged yet.", file=sys.stderr)
+            status = 1
+            continue
+        best = max(gains, key=gains.get)
+        last = max(gains)
+        print(f"{run}: in-run validation gain, {len(gains)} validations")
+        print("\n".join(gain_table(gains, FLAGS.columns)))
+        print(f"best {gains[best]:+.2f} dB at step {best}; last {gains[last]:+.2f} dB at step {last}\n")
+    return status
+
+
+if __name__ == "__main__":
+    runner.run_command("learning_curve.py", main)
