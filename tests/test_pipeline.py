@@ -221,6 +221,19 @@ def test_synthetic_source_stream(tmp_path):
     assert len(val) == 2 and not np.array_equal(val[0][1].numpy()[0], a_t[0])
 
 
+def test_validation_scenes_do_not_depend_on_the_data_seed():
+    one = pipeline.resolve_data("synthetic:deadleaves", crop=24, val_images=2, seed=1)
+    two = pipeline.resolve_data("synthetic:deadleaves", crop=24, val_images=2, seed=2)
+    config = pipeline.PipelineConfig(crop=24, seed=1)
+    (a_in, _), = _take(pipeline.make_train_dataset(one.train, config, per_replica_batch=1), 1)
+    (b_in, _), = _take(pipeline.make_train_dataset(two.train, config, per_replica_batch=1), 1)
+    assert not np.array_equal(a_in, b_in)  # the seed changes the training scenes
+    for first, second in zip(pipeline.make_eval_dataset(one.val, crop=24, per_replica_batch=1),
+                             pipeline.make_eval_dataset(two.val, crop=24, per_replica_batch=1)):
+        np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
+        np.testing.assert_array_equal(first[1].numpy(), second[1].numpy())
+
+
 def test_resolve_data_errors(tmp_path):
     with pytest.raises(ValueError, match="neither a DPDD folder"):
         pipeline.resolve_data(str(tmp_path), crop=16)

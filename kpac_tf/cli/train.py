@@ -71,7 +71,8 @@ flags.DEFINE_float("noise_sigma_max", 0.0, "Gaussian noise on inputs, sigma ~ U[
 flags.DEFINE_list("synthetic_options", [], "Synthetic training pairs only: renderer settings as "
                   "NAME=VALUE (ranges LOW:HIGH), e.g. sharp_probability=0.1,photo_scale=0.6:1.4.")
 flags.DEFINE_boolean("cache", False, "Keep decoded training images in memory.")
-flags.DEFINE_integer("data_seed", 0, "Seed of the data stream (crops, order, augmentation).")
+flags.DEFINE_integer("data_seed", 0, "Seed of the data stream (crops, order, augmentation); "
+                     "synthetic and pool validation scenes stay the same whatever it is.")
 flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Precision the training images are rounded to: 8 "
                   "(the paper) or 16.", allow_override=True)
 

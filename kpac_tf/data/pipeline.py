@@ -46,6 +46,7 @@ __all__ = [
     "PipelineConfig",
     "SYNTHETIC_KINDS",
     "SyntheticSource",
+    "VAL_SEED",
     "make_eval_dataset",
     "make_synthetic_dataset",
     "make_train_dataset",
@@ -348,6 +349,11 @@ def _folder_pairs(spec: str, dual_pixel: bool) -> list[ImagePair] | None:
     return None
 
 
+#: Seed of the validation scenes of synthetic and pool data: fixed, so that every run
+#: on the same kinds validates on the same scenes whatever its --data_seed.
+VAL_SEED = 0
+
+
 def _synthetic_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
                        synthetic_options, with_radius, default_val: bool):
     """(train, default validation or None) for ``synthetic[:KINDS]``."""
@@ -362,7 +368,7 @@ def _synthetic_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, see
     train = make_synthetic_source(kinds, crop, seed=seed, config=config, with_radius=with_radius)
     if not default_val:
         return train, None
-    return train, make_synthetic_source(kinds, val_crop or crop, seed=seed, held_out=True,
+    return train, make_synthetic_source(kinds, val_crop or crop, seed=VAL_SEED, held_out=True,
                                         num_items=val_images or 16)
 
 
@@ -376,7 +382,7 @@ def _pool_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
     train = pool.PoolSource(spec.split(":", 1)[1], with_radius=with_radius)
     if not default_val:
         return train, None
-    return train, make_synthetic_source(train.kinds, val_crop or crop or 256, seed=seed,
+    return train, make_synthetic_source(train.kinds, val_crop or crop or 256, seed=VAL_SEED,
                                         held_out=True, num_items=val_images or 16)
 
 
@@ -439,6 +445,8 @@ def resolve_data(
       - ``pool:DIR``: a pool of pre-rendered synthetic pairs
         (:mod:`kpac_tf.data.pool`); validation: held-out scenes of the kinds the
         pool was rendered from.
+      Synthetic and pool validation scenes do not depend on ``seed`` (:data:`VAL_SEED`),
+      so runs with different seeds are validated on the same scenes.
       - a DPDD root (``train_c/`` ...): the train split; validation: the val split.
       - ``SOURCE_DIR,TARGET_DIR`` or a folder holding ``source/`` and ``target/``.
 
