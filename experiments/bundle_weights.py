@@ -135,6 +135,9 @@ def bundle(run_dir: Path) -> None:
     record = append_stage(record, run, FLAGS.hardware, FLAGS.note)
     record.setdefault("preset", FLAGS.preset)
     source = Path(FLAGS.weights) if FLAGS.weights else run_dir / "model.weights.npz"
+    if not source.name.endswith(weights.OWN_SUFFIX):
+        raise ValueError(f"--weights={source}: give a project *{weights.OWN_SUFFIX} file (a checkpoint "
+                         "or another format becomes one with experiments/average_weights.py).")
     stage = f"stage{len(record['stage_steps'])}"
     record["stage_weights"] = {**record.get("stage_weights", {}), stage: source.name}
     model = weights.load_model(str(source))  # refuses a broken or foreign file

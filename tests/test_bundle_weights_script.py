@@ -91,6 +91,12 @@ def test_another_file_of_the_run_can_stand_in_for_its_final_weights(finished_run
     refused = _bundle(finished_run, tmp_path / "assets2", f"--weights={other}")
     assert refused.returncode == 1 and "holds another model than the run trained" in refused.stderr
     assert not (tmp_path / "assets2").exists()
+    # A checkpoint prefix is not a file to copy: one line, nothing written.
+    prefix = finished_run / "checkpoints" / "ckpt-6"
+    refused = _bundle(finished_run, tmp_path / "assets3", f"--weights={prefix}")
+    assert refused.returncode == 1 and "give a project *.weights.npz file" in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("bundle_weights:")]
+    assert len(errors) == 1 and not (tmp_path / "assets3").exists()
 
 
 def test_unfinished_or_unrelated_runs_are_refused(finished_run, tmp_path):
