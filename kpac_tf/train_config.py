@@ -19,6 +19,11 @@ class TrainConfig:
     batch_size: global batch (over all replicas); crop size lives in the PipelineConfig.
     learning_rate, lr_schedule: Adam's step size; "constant" (the paper) or "cosine"
         (decays to 0 at ``steps``).
+    warmup_steps: the rate rises linearly from 0 over this many first steps (0: none),
+        then follows the schedule over the remaining steps. A run continued from other
+        weights starts with an empty Adam state, whose first updates are full-size
+        whatever the gradient; a warm-up keeps them from undoing the weights it starts
+        from.
     beta_1, beta_2, epsilon: Adam (paper: 0.9, 0.99; epsilon as TF1's Adam).
     perceptual_weight: weight of the VGG19 block4_conv4 loss (paper stage 2: 7e-4).
     infocus_weight: weight in the MAE of pixels already in focus (oracle blur radius
@@ -40,6 +45,7 @@ class TrainConfig:
     batch_size: int = 4
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"
+    warmup_steps: int = 0
     beta_1: float = 0.9
     beta_2: float = 0.99
     epsilon: float = 1e-8
@@ -66,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"The learning rate must be positive, got {self.learning_rate}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} of {self.steps}.")
         if self.perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
         if self.infocus_weight <= 0:

@@ -227,11 +227,19 @@ def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
 
 
 def make_optimizer(config: TrainConfig, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
-    """Adam as configured (with a constant or cosine learning rate); ``loss_scaling``
+    """Adam as configured (a constant or cosine learning rate, after an optional linear
+    warm-up); ``loss_scaling``
     wraps it in a LossScaleOptimizer for float16 training."""
     learning_rate: Any = config.learning_rate
-    if config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.steps)
+    if config.lr_schedule == "cosine" or config.warmup_steps:
+        # alpha=1 holds the rate constant after the warm-up; alpha=0 decays it to 0 at ``steps``.
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if config.warmup_steps else config.learning_rate,
+            decay_steps=config.steps - config.warmup_steps,
+            alpha=0.0 if config.lr_schedule == "cosine" else 1.0,
+            warmup_target=config.learning_rate if config.warmup_steps else None,
+            warmup_steps=config.warmup_steps,
+        )
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
     )

@@ -218,6 +218,27 @@ def test_cosine_learning_rate_and_kept_checkpoints(tmp_path):
     assert training._current_lr(constant) == pytest.approx(1e-3)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
+    """warmup_steps=4 of 12: 0, 1/4, ... of the rate over the first steps; then the
+    cosine decays to 0 at the last step over the 8 steps left, or the rate holds."""
+    optimizer = training.make_optimizer(quiet_config(steps=12, learning_rate=1e-3, lr_schedule=schedule,
+                                                     warmup_steps=4))
+
+    def rate_at(step: int) -> float:
+        optimizer.iterations.assign(step)
+        return training._current_lr(optimizer)
+
+    assert [rate_at(s) for s in range(5)] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3], abs=1e-9)
+    if schedule == "cosine":
+        assert rate_at(8) == pytest.approx(0.5e-3, rel=1e-5)  # half-way through the decay
+        assert rate_at(12) == pytest.approx(0.0, abs=1e-9)
+    else:
+        assert rate_at(12) == pytest.approx(1e-3, rel=1e-5)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        quiet_config(steps=12, warmup_steps=12)
+
+
 def test_float16_loss_scaling_skips_overflowing_steps():
     """make_optimizer(loss_scaling=True) under mixed_float16: normal steps update every
     variable; a step whose float16 gradients overflow is skipped and the scale halved."""
