@@ -2,12 +2,19 @@
 
     python experiments/learning_curve.py --run=runs/photos
     python experiments/learning_curve.py --run=runs/s5,runs/s6 --columns=9
+    python experiments/learning_curve.py --run=runs/s9 --baseline=kpac-3level \
+        --data=pool:data/pool384 --val_images=24 --val_crop=256
 
 Prints, for each run, the in-run validation gain (``val/psnr`` minus
 ``val/input_psnr``, dB: what the network adds over its input on the run's validation
 scenes) at every validation step, as a markdown table of --columns gains per row, then
 the best and the last. Needs TensorFlow only (no tensorboard package). When a resumed
 run validated the same step twice, the last value counts.
+
+With --baseline (any weights source, e.g. the file a run started from), the same
+validation pass is run on those weights first: --data, --crop, --val_images, --val_crop
+and --bit_depth as given to kpac-train rebuild the run's validation scenes (synthetic and
+pool scenes do not depend on the data seed), so the table reads against the start.
 """
 from __future__ import annotations
 
@@ -21,6 +28,14 @@ from kpac_tf.cli import runner
 FLAGS = flags.FLAGS
 flags.DEFINE_list("run", None, "kpac-train work directories (their tensorboard/ folders are read).")
 flags.DEFINE_integer("columns", 9, "Gains per table row.")
+flags.DEFINE_string("baseline", None, "Weights to score on the runs' validation scenes (file, "
+                    "preset or checkpoint); needs --data.")
+flags.DEFINE_string("data", None, "With --baseline: the runs' kpac-train --data value.")
+flags.DEFINE_integer("crop", 512, "With --baseline: kpac-train's --crop (the size of generated "
+                     "validation scenes when --val_crop is 0).")
+flags.DEFINE_integer("val_images", 0, "With --baseline: kpac-train's --val_images (0: its default).")
+flags.DEFINE_integer("val_crop", 512, "With --baseline: kpac-train's --val_crop (0: whole images).")
+flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "With --baseline: kpac-train's --bit_depth.")
 
 
 def read_scalars(event_dir: Path) -> dict[str, dict[int, float]]:
@@ -49,6 +64,34 @@ def validation_gains(scalars: dict[str, dict[int, float]]) -> dict[int, float]:
     return {step: psnr[step] - before[step] for step in sorted(psnr) if step in before}
 
 
+def baseline_gain(weights: str, data: str, *, crop: int, val_images: int, val_crop: int,
+                  bit_depth: int) -> tuple[float, int]:
+    """(mean PSNR gain in dB over the input, images) of ``weights`` on the validation
+    scenes kpac-train builds for ``data``: centre crops rounded to ``bit_depth``,
+    outputs clipped to [0,1], PSNR per image as in the in-run validation."""
+    import tensorflow as tf
+
+    from kpac_tf import models
+    from kpac_tf import weights as kweights
+    from kpac_tf.data import pipeline
+    from kpac_tf.metrics import batch_psnr
+
+    model = kweights.load_model(weights)
+    sources = pipeline.resolve_data(data, crop=crop or None, val_crop=val_crop or None,
+                                    val_images=val_images or None,
+                                    dual_pixel=models.model_config(model).dual_pixel, bit_depth=bit_depth)
+    if sources.val is None:
+        raise ValueError(f"--data={data} has no validation scenes.")
+    dataset = pipeline.make_eval_dataset(sources.val, crop=val_crop or None, bit_depth=bit_depth)
+    gains = []
+    for inputs, target, weight in dataset:  # weight 0: padding
+        output = tf.clip_by_value(tf.cast(model(inputs, training=False), tf.float32), 0.0, 1.0)
+        blurred = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs
+        gain = batch_psnr(output, target) - batch_psnr(tf.cast(blurred, tf.float32), target)
+        gains.extend(float(g) for g, k in zip(gain.numpy(), weight.numpy()) if k > 0)
+    return sum(gains) / len(gains), len(gains)
+
+
 def gain_table(gains: dict[int, float], columns: int) -> list[str]:
     """Markdown lines: rows of ``columns`` gains, headed by their step range."""
     steps = sorted(gains)
@@ -67,8 +110,18 @@ def main(argv):
         raise app.UsageError("--run is required.")
     if FLAGS.columns < 1:
         raise app.UsageError("--columns must be at least 1.")
+    if FLAGS.baseline and not FLAGS.data:
+        raise app.UsageError("--baseline needs --data (the runs' kpac-train --data value).")
     runner.import_tensorflow()
     status = 0
+    if FLAGS.baseline:
+        try:
+            gain, images = baseline_gain(FLAGS.baseline, FLAGS.data, crop=FLAGS.crop, val_images=FLAGS.val_images,
+                                         val_crop=FLAGS.val_crop, bit_depth=int(FLAGS.bit_depth))
+        except (OSError, ValueError) as error:
+            print(f"error: --baseline={FLAGS.baseline}: {error}", file=sys.stderr)
+            return 1
+        print(f"{FLAGS.baseline}: {gain:+.2f} dB on the same validation scenes ({images} images)\n")
     for run in FLAGS.run:
         event_dir = Path(run) / "tensorboard"
         if not event_dir.is_dir():

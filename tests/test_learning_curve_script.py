@@ -3,6 +3,7 @@ files kpac-train writes, a resumed run's repeated step counted once."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -56,3 +57,30 @@ def test_a_folder_without_events_is_one_error_line_and_the_others_still_print(tm
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no tensorboard/ folder" in errors[0]
     assert "| 500 | +0.50 |" in done.stdout.splitlines()
+
+
+def test_baseline_reproduces_the_in_run_validation_of_the_same_weights(tmp_path):
+    """--baseline on a run's own final weights scores its validation scenes as the run
+    did at its last step (the scenes do not depend on the data seed)."""
+    workdir = tmp_path / "run"
+    train = subprocess.run(
+        [sys.executable, "-m", "kpac_tf.cli.train", "--data=synthetic:deadleaves", "--crop=32",
+         "--val_crop=48", "--val_images=3", "--preset=kpac-2level", "--num_blocks=1",
+         "--dilations=1,2", "--batch_size=2", "--lr=1e-3", "--steps=4", "--eval_every=4",
+         "--summary_every=0", "--image_summary_every=0", "--progress=false", "--data_seed=7",
+         f"--workdir={workdir}"],
+        env=dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    done = _run(f"--run={workdir}", f"--baseline={workdir / 'model.weights.npz'}",
+                "--data=synthetic:deadleaves", "--val_images=3", "--val_crop=48")
+    assert done.returncode == 0, done.stderr[-2000:]
+    baseline = re.search(r"([+-]\d+\.\d+) dB on the same validation scenes \(3 images\)", done.stdout)
+    last = re.search(r"last ([+-]\d+\.\d+) dB at step 4", done.stdout)
+    assert baseline and last, done.stdout
+    assert baseline.group(1) == last.group(1)
+
+
+def test_baseline_without_data_is_a_usage_error(tmp_path):
+    done = _run(f"--run={tmp_path}", "--baseline=kpac-3level")
+    assert done.returncode != 0 and "--baseline needs --data" in done.stderr
