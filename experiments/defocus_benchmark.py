@@ -13,7 +13,8 @@ depth drawn as for training, noise 0.5-2/255, 16-bit PNG with the radius maps.
 Each weights file then deblurs every pair in this process, and the script prints, per
 photo set, the mean over pairs of: PSNR of the input and of the output, the PSNR gain,
 the gain on the pixels whose oracle blur radius is >= 1 px (defocused) and on those
-below 1 px (in focus), SSIM, and the worst pair's gain. With several weights it also
+below 1 px (in focus), SSIM, and the worst pair's gain, then the gain by oracle blur
+radius (0-1, 1-2, 2-4, 4-8 and 8+ px). With several weights it also
 prints each one's PSNR difference from the first, pair by pair: the mean, its standard
 error and their ratio t (how far the difference stands above the pair-to-pair noise).
 Protocol: 8-bit, outputs clipped, PSNR over all pixels and channels, SSIM =

@@ -21,6 +21,18 @@ BENCHMARK_OPTIONS = ("max_radius=1:16", "noise_sigma=0.002:0.008")
 IN_FOCUS_RADIUS = 1.0
 #: A region enters a pair's regional mean only when it covers this share of the frame.
 MIN_REGION_SHARE = 0.01
+#: Edges (pixels) of the oracle blur-radius bins the gain is also broken down by: [0, 1)
+#: is the in-focus region, the last bin is open-ended.
+RADIUS_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, math.inf)
+
+
+def radius_bin_names() -> list[str]:
+    """Column names of :data:`RADIUS_BINS`: "0-1", ..., "8+" (pixels)."""
+    def number(x: float) -> str:
+        return f"{x:g}"
+
+    return [f"{number(lo)}-{number(hi)}" if math.isfinite(hi) else f"{number(lo)}+"
+            for lo, hi in zip(RADIUS_BINS[:-1], RADIUS_BINS[1:])]
 
 
 @dataclasses.dataclass
@@ -35,6 +47,7 @@ class PairScore:
     ssim: float
     defocused_gain: float  # NaN when the region is (almost) empty
     in_focus_gain: float
+    radius_gains: tuple[float, ...] = ()  # one per RADIUS_BINS bin (NaN: almost empty)
 
 
 def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int) -> Path:
@@ -98,7 +111,9 @@ def score_weights(folder: Path, weights: str) -> list[PairScore]:
                 name=name, group=group_dir.name, input_psnr=before["psnr"], psnr=after["psnr"],
                 input_ssim=before["ssim"], ssim=after["ssim"],
                 defocused_gain=region_gain(output, blurred, target, defocused),
-                in_focus_gain=region_gain(output, blurred, target, ~defocused)))
+                in_focus_gain=region_gain(output, blurred, target, ~defocused),
+                radius_gains=tuple(region_gain(output, blurred, target, (radius >= lo) & (radius < hi))
+                                   for lo, hi in zip(RADIUS_BINS[:-1], RADIUS_BINS[1:]))))
     return scores
 
 
@@ -120,6 +135,11 @@ def summarise(scores: list[PairScore]) -> dict:
         "input_ssim": mean([s.input_ssim for s in scores]),
         "ssim": mean([s.ssim for s in scores]),
         "worst_gain": float(min(gains)) if gains else math.nan,
+        "radius_bins": radius_bin_names(),
+        "radius_gains": [mean([s.radius_gains[k] for s in scores if s.radius_gains])
+                         for k in range(len(RADIUS_BINS) - 1)],
+        "radius_pairs": [sum(1 for s in scores if s.radius_gains and not math.isnan(s.radius_gains[k]))
+                         for k in range(len(RADIUS_BINS) - 1)],
     }
 
 
@@ -151,6 +171,7 @@ def markdown(results: dict[str, dict[str, dict]]) -> list[str]:
                 f"| {weights} | {group} | {s['pairs']} | {s['input_psnr']:.2f} | {s['psnr']:.2f} | "
                 f"{s['gain']:+.2f} | {s['defocused_gain']:+.2f} | {s['in_focus_gain']:+.2f} | "
                 f"{s['input_ssim']:.4f} | {s['ssim']:.4f} | {s['worst_gain']:+.2f} |")
+    lines += radius_table(results)
     paired = [(weights, group, s["vs_first"]) for weights, groups in results.items()
               for group, s in groups.items() if "vs_first" in s]
     if paired:
@@ -160,6 +181,25 @@ def markdown(results: dict[str, dict[str, dict]]) -> list[str]:
                   "|---|---|---:|---:|---:|---:|"]
         lines += [f"| {weights} | {group} | {d['pairs']} | {d['mean']:+.3f} | {d['stderr']:.3f} | "
                   f"{d['t']:+.1f} |" for weights, group, d in paired]
+    return lines
+
+
+def radius_table(results: dict[str, dict[str, dict]]) -> list[str]:
+    """Table lines of the gain by oracle blur radius (empty when no summary has it):
+    per bin, the mean over the pairs where the bin covers at least
+    :data:`MIN_REGION_SHARE` of the frame (their count under the header)."""
+    rows = [(weights, group, s) for weights, groups in results.items() for group, s in groups.items()
+            if any(not math.isnan(g) for g in s.get("radius_gains", []))]
+    if not rows:
+        return []
+    names = rows[0][2]["radius_bins"]
+    lines = ["", "PSNR gain by oracle blur radius (px; pairs with the bin in brackets):", "",
+             "| weights | photos | " + " | ".join(names) + " |",
+             "|---|---|" + "---:|" * len(names)]
+    for weights, group, s in rows:
+        cells = [f"{g:+.2f} ({n})" if not math.isnan(g) else "-"
+                 for g, n in zip(s["radius_gains"], s["radius_pairs"])]
+        lines.append(f"| {weights} | {group} | " + " | ".join(cells) + " |")
     return lines
 
 

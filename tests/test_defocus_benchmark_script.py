@@ -44,6 +44,53 @@ def test_summary_skips_pairs_without_the_region():
     assert summary["in_focus_pairs"] == 1 and abs(summary["ssim"] - 0.7) < 1e-12
 
 
+def test_gain_by_radius_bin_in_the_summary_and_its_table():
+    nan = float("nan")
+    scores = [defocus_scores.PairScore("a", "photos", 20.0, 22.0, 0.5, 0.6, 2.0, 0.5,
+                                       (0.5, 1.0, 2.0, nan, 3.0)),
+              defocus_scores.PairScore("b", "photos", 30.0, 31.0, 0.7, 0.8, 1.0, 0.0,
+                                       (0.0, 2.0, nan, nan, 1.0))]
+    summary = defocus_scores.summarise(scores)
+    assert summary["radius_bins"] == ["0-1", "1-2", "2-4", "4-8", "8+"]
+    assert summary["radius_gains"][:3] == [0.25, 1.5, 2.0] and math.isnan(summary["radius_gains"][3])
+    assert summary["radius_pairs"] == [2, 2, 1, 0, 2]
+    lines = defocus_scores.markdown({"w": {"photos": summary}})
+    assert "| weights | photos | 0-1 | 1-2 | 2-4 | 4-8 | 8+ |" in lines
+    assert "| w | photos | +0.25 (2) | +1.50 (2) | +2.00 (1) | - | +2.00 (2) |" in lines
+
+
+def test_radius_bins_split_the_pixels_by_their_oracle_radius(rng, monkeypatch, tmp_path):
+    """score_weights: a network that restores only the pixels of radius 2-4 px gains
+    there and nowhere else."""
+    target = rng.random((60, 60, 3))
+    blurred = np.clip(target + 0.1 * rng.standard_normal(target.shape), 0, 1)
+    radius = np.zeros((60, 60), np.float32)
+    radius[20:40] = 3.0
+    radius[40:] = 10.0
+    middle = (radius >= 2) & (radius < 4)
+
+    class HalfFix:
+        def __init__(self, model):
+            pass
+
+        def deblur(self, image):
+            out = image.copy()
+            out[middle] = image[middle] + (target[middle] - image[middle]) / 2
+            return out
+
+    from kpac_tf import inference
+    from kpac_tf import weights as kweights
+
+    monkeypatch.setattr(inference, "Deblurrer", HalfFix)
+    monkeypatch.setattr(kweights, "load_model", lambda spec: None)
+    monkeypatch.setattr(defocus_scores, "_pairs", lambda group_dir: iter([("p.png", blurred, target, radius)]))
+    (tmp_path / "photos").mkdir()
+    [score] = defocus_scores.score_weights(tmp_path, "any")
+    gains = dict(zip(defocus_scores.radius_bin_names(), score.radius_gains))
+    assert gains["0-1"] == 0.0 and gains["8+"] == 0.0 and math.isnan(gains["1-2"])
+    assert math.isnan(gains["4-8"]) and abs(gains["2-4"] - 20 * math.log10(2)) < 0.3
+
+
 def test_paired_difference_matches_pairs_by_name_and_reports_its_noise():
     def score(name, psnr, group="photos"):
         return defocus_scores.PairScore(name, group, 20.0, psnr, 0.5, 0.6, 0.0, 0.0)
