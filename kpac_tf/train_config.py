@@ -25,6 +25,9 @@ class TrainConfig:
         whatever the gradient; a warm-up keeps them from undoing the weights it starts
         from.
     beta_1, beta_2, epsilon: Adam (paper: 0.9, 0.99; epsilon as TF1's Adam).
+    ema_decay: above 0, the optimizer keeps an exponential moving average of the
+        weights with this decay per step (:mod:`kpac_tf.ema`; 0.999 averages over about
+        the last 1000 steps); validation, previews and the final weights use it.
     perceptual_weight: weight of the VGG19 block4_conv4 loss (paper stage 2: 7e-4).
     infocus_weight: weight in the MAE of pixels already in focus (oracle blur radius
         below ``kpac_tf.training.INFOCUS_RADIUS`` px) when the data carries radius
@@ -49,6 +52,7 @@ class TrainConfig:
     beta_1: float = 0.9
     beta_2: float = 0.99
     epsilon: float = 1e-8
+    ema_decay: float = 0.0
     perceptual_weight: float = 0.0
     infocus_weight: float = 1.0
     perceptual_distance: str = "squared"
@@ -74,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}.")
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} of {self.steps}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if self.perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
         if self.infocus_weight <= 0:

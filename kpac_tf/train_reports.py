@@ -126,6 +126,12 @@ class Reporter:
         self.preview = (preview_batch(data) if tensorboard_dir and config.image_summary_every
                         else None)
 
+    def uses_network(self, step: int) -> bool:
+        """Whether :meth:`report` at ``step`` runs the network (a preview or validation)."""
+        config = self.config
+        return ((self.preview is not None and due(step, config.image_summary_every))
+                or (self.evaluate is not None and (due(step, config.eval_every) or step == config.steps)))
+
     def report(self, step: int, logs: dict[str, float]) -> float | None:
         """Writes what is due at ``step``. A validation pass adds val_* to ``logs`` and
         returns the validation PSNR (dB); otherwise None."""

@@ -48,6 +48,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from kpac_tf import ema as kema
 from kpac_tf import io as kio
 from kpac_tf import losses as klosses
 from kpac_tf.data import pipeline as kpipe
@@ -228,7 +229,7 @@ def make_train_loop(strategy: tf.distribute.Strategy, trainer: KPACTrainer):
 
 def make_optimizer(config: TrainConfig, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
     """Adam as configured (a constant or cosine learning rate, after an optional linear
-    warm-up); ``loss_scaling``
+    warm-up; a moving average of the weights if ``ema_decay``); ``loss_scaling``
     wraps it in a LossScaleOptimizer for float16 training."""
     learning_rate: Any = config.learning_rate
     if config.lr_schedule == "cosine" or config.warmup_steps:
@@ -241,7 +242,8 @@ def make_optimizer(config: TrainConfig, loss_scaling: bool = False) -> keras.opt
             warmup_steps=config.warmup_steps,
         )
     optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
+        learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon,
+        use_ema=config.ema_decay > 0, ema_momentum=config.ema_decay or 0.99,
     )
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -372,6 +374,7 @@ def _restore_or_initialise(run: _Run, init_from: str | None) -> None:
 
     latest = tf.train.latest_checkpoint(run.paths.checkpoints)
     if latest:
+        _check_same_averaging(run)
         _restore(run.checkpoint, latest)
         logging.info("Resumed from %s (step %d).", latest, int(run.step_var.numpy()))
         if init_from:
@@ -382,6 +385,23 @@ def _restore_or_initialise(run: _Run, init_from: str | None) -> None:
     run.start_step = run.step = int(run.step_var.numpy())
     run.last_saved = run.start_step if latest else None
     run.wall_before = float(run.wall_var.numpy())
+
+
+def _check_same_averaging(run: _Run) -> None:
+    """A resumed run keeps a moving average of its weights if, and only if, it did (the
+    average is part of the optimizer's checkpointed state); ValueError otherwise."""
+    if not tf.io.gfile.exists(run.paths.record):
+        return
+    try:
+        before = float(_read_json(run.paths.record).get("config", {}).get("ema_decay") or 0.0)
+    except (ValueError, TypeError):
+        return
+    if (before > 0) != kema.has_average(run.optimizer):
+        raise ValueError(
+            f"This run was trained {'with' if before > 0 else 'without'} a moving average of its "
+            f"weights (ema_decay {before:g}); resume it {'with' if before > 0 else 'without'} one, "
+            "or use a new work directory."
+        )
 
 
 def _already_finished(run: _Run, config: TrainConfig) -> bool:
@@ -487,6 +507,7 @@ def _finish(run: _Run, record: dict, config: TrainConfig, wall_time: float) -> T
         record["history"] = _history(paths.record, record, seconds)
     if paths.chief:
         if run.step >= config.steps:
+            kema.use_average(run.optimizer, run.network.trainable_variables)
             weights_path = str(kweights.save_weights(run.network, paths.weights))
             record["weights"] = weights_path
         _write_json(paths.record, record)
@@ -563,7 +584,9 @@ def train(
                 stopped_early = True
                 break
             _train_chunk(run, train_loop, iterator, _next_chunk(run.step, config))
-            val_psnr = reporter.report(run.step, run.logs)
+            with kema.averaged_weights(run.optimizer, run.network.trainable_variables,
+                                       reporter.uses_network(run.step)):
+                val_psnr = reporter.report(run.step, run.logs)
             run.val_psnr = run.val_psnr if val_psnr is None else val_psnr
             if due(run.step, config.checkpoint_every) or run.step == config.steps:
                 run.save()
@@ -597,7 +620,7 @@ def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
             status.expect_partial()  # silences the "unrestored values" warnings
         raise ValueError(
             f"The checkpoint {path} does not fit this model or optimizer ({kio.error_line(error)[:200]}); "
-            "rerun with the model flags of that run, or use a new work directory."
+            "rerun with the model flags (and --ema_decay on or off) of that run, or use a new work directory."
         ) from None
 
 

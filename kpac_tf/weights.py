@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -284,11 +285,23 @@ def checkpoint_config(prefix: str | os.PathLike) -> ModelConfig:
 
 
 _CHECKPOINT_KEY = "optimizer/_trainable_variables/{}/.ATTRIBUTES/VARIABLE_VALUE"
+_OPTIMIZER_VARIABLE = re.compile(r"^optimizer/_variables/(\d+)/\.ATTRIBUTES/VARIABLE_VALUE$")
+
+
+def _average_keys(stored: dict, count: int) -> list[str] | None:
+    """The keys of the moving averages of a checkpoint's ``count`` model variables, in
+    model order, or None if its optimizer keeps none. Adam holds two moments per
+    variable; one built with ``use_ema`` also an average per variable, created first."""
+    indices = sorted(int(match.group(1)) for name in stored if (match := _OPTIMIZER_VARIABLE.match(name)))
+    if len(indices) != 3 * count:
+        return None
+    return [f"optimizer/_variables/{index}/.ATTRIBUTES/VARIABLE_VALUE" for index in indices[:count]]
 
 
 def restore_checkpoint(model: keras.Model, prefix: str | os.PathLike) -> None:
     """Load the model variables of a kpac-train checkpoint into ``model`` (its optimizer
-    moments and counters are ignored).
+    moments and counters are ignored); of a run with ``--ema_decay``, their moving
+    averages, which that run validates and saves as its weights.
 
     A kpac-train checkpoint reaches the model's variables through its optimizer, which
     holds them, in ``model.trainable_variables`` order, as ``_trainable_variables``
@@ -307,9 +320,16 @@ def restore_checkpoint(model: keras.Model, prefix: str | os.PathLike) -> None:
         raise ValueError(f"{prefix}: not a kpac-train checkpoint (it holds no optimizer with the "
                          "model's variables).")
     _check_checkpoint_shapes(model, prefix, stored)
-    for index, variable in enumerate(model.trainable_variables):
-        variable.assign(reader.get_tensor(_CHECKPOINT_KEY.format(index)))
-    logging.info("Restored the %d model variables of checkpoint %s.", len(model.trainable_variables), prefix)
+    variables = model.trainable_variables
+    keys = _average_keys(stored, len(variables))
+    if keys is None or any(tuple(stored[key]) != tuple(v.shape) for key, v in zip(keys, variables)):
+        keys = [_CHECKPOINT_KEY.format(index) for index in range(len(variables))]
+        what = "model variables"
+    else:
+        what = "model variables' moving averages"
+    for key, variable in zip(keys, variables):
+        variable.assign(reader.get_tensor(key))
+    logging.info("Restored the %d %s of checkpoint %s.", len(variables), what, prefix)
 
 
 def _check_checkpoint_shapes(model: keras.Model, prefix: str | os.PathLike, stored: dict) -> None:

@@ -239,6 +239,43 @@ def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
         quiet_config(steps=12, warmup_steps=12)
 
 
+def test_moving_average_is_validated_saved_and_read_from_checkpoints(tmp_path):
+    """ema_decay=0.5: the final weights are the average of the raw weights of steps 1..4
+    (0.5 per step, the first step's weights to start); a checkpoint read as weights
+    gives the average too; resuming without the average is refused."""
+    config = quiet_config(steps=4, ema_decay=0.5, checkpoint_every=1, keep_checkpoints=5, eval_every=2)
+    result = training.train(tiny_model, tiny_data(val_images=1), config, str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    raw = []
+    for step in range(1, 5):
+        reader = tf.train.load_checkpoint(str(checkpoints / f"ckpt-{step}"))
+        raw.append([reader.get_tensor(weights._CHECKPOINT_KEY.format(i))
+                    for i in range(len(result.network.trainable_variables))])
+    expected = raw[0]
+    for step_weights in raw[1:]:
+        expected = [0.5 * a + 0.5 * w for a, w in zip(expected, step_weights)]
+    saved = [v.numpy() for v in result.network.trainable_variables]
+    for got, want in zip(saved, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(a, w) for a, w in zip(expected, raw[-1]))  # not the raw weights
+    from_file = _arrays(tmp_path / "model.weights.npz")
+    from_checkpoint = tiny_model()
+    weights.restore_checkpoint(from_checkpoint, str(checkpoints / "ckpt-4"))
+    for a, b in zip(from_file, from_checkpoint.trainable_variables):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="moving average"):
+        training.train(tiny_model, tiny_data(val_images=1), quiet_config(steps=6), str(tmp_path))
+
+
+def test_without_moving_average_a_checkpoint_gives_the_raw_weights(tmp_path):
+    result = training.train(tiny_model, tiny_data(val_images=1), quiet_config(steps=2, checkpoint_every=1),
+                            str(tmp_path))
+    model = tiny_model()
+    weights.restore_checkpoint(model, str(tmp_path / "checkpoints" / "ckpt-2"))
+    for a, b in zip(result.network.trainable_variables, model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_float16_loss_scaling_skips_overflowing_steps():
     """make_optimizer(loss_scaling=True) under mixed_float16: normal steps update every
     variable; a step whose float16 gradients overflow is skipped and the scale halved."""

@@ -83,6 +83,8 @@ flags.DEFINE_float("lr", 1e-4, "Learning rate.")
 flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"], "Learning-rate schedule.")
 flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up from 0 over the first N steps "
                      "(useful with --init_from: Adam starts empty).")
+flags.DEFINE_float("ema_decay", 0.0, "Above 0: keep a moving average of the weights with this decay "
+                   "per step (e.g. 0.999); validation and the final weights use it.")
 flags.DEFINE_float("beta1", 0.9, "Adam beta_1.")
 flags.DEFINE_float("beta2", 0.99, "Adam beta_2.")
 flags.DEFINE_float("perceptual_weight", 0.0, "Weight of the VGG19 conv4_4 loss (paper stage 2: 7e-4).")
@@ -249,7 +251,8 @@ def _inputs(training, pipeline):
     )
     train_config = training.TrainConfig(
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.lr,
-        lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps, beta_1=FLAGS.beta1, beta_2=FLAGS.beta2,
+        lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps, ema_decay=FLAGS.ema_decay,
+        beta_1=FLAGS.beta1, beta_2=FLAGS.beta2,
         perceptual_weight=FLAGS.perceptual_weight, perceptual_distance=FLAGS.perceptual_distance,
         infocus_weight=FLAGS.infocus_weight, vgg19_weights=FLAGS.vgg19_weights or "imagenet",
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
