@@ -67,14 +67,12 @@ def validation_gains(scalars: dict[str, dict[int, float]]) -> dict[int, float]:
 def baseline_gain(weights: str, data: str, *, crop: int, val_images: int, val_crop: int,
                   bit_depth: int) -> tuple[float, int]:
     """(mean PSNR gain in dB over the input, images) of ``weights`` on the validation
-    scenes kpac-train builds for ``data``: centre crops rounded to ``bit_depth``,
-    outputs clipped to [0,1], PSNR per image as in the in-run validation."""
-    import tensorflow as tf
-
+    scenes kpac-train builds for ``data``, scored by the trainer's own validation step
+    (centre crops rounded to ``bit_depth``, outputs clipped to [0,1], PSNR per image)."""
     from kpac_tf import models
     from kpac_tf import weights as kweights
     from kpac_tf.data import pipeline
-    from kpac_tf.metrics import batch_psnr
+    from kpac_tf.training import KPACTrainer
 
     model = kweights.load_model(weights)
     sources = pipeline.resolve_data(data, crop=crop or None, val_crop=val_crop or None,
@@ -82,14 +80,13 @@ def baseline_gain(weights: str, data: str, *, crop: int, val_images: int, val_cr
                                     dual_pixel=models.model_config(model).dual_pixel, bit_depth=bit_depth)
     if sources.val is None:
         raise ValueError(f"--data={data} has no validation scenes.")
-    dataset = pipeline.make_eval_dataset(sources.val, crop=val_crop or None, bit_depth=bit_depth)
-    gains = []
-    for inputs, target, weight in dataset:  # weight 0: padding
-        output = tf.clip_by_value(tf.cast(model(inputs, training=False), tf.float32), 0.0, 1.0)
-        blurred = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs
-        gain = batch_psnr(output, target) - batch_psnr(tf.cast(blurred, tf.float32), target)
-        gains.extend(float(g) for g, k in zip(gain.numpy(), weight.numpy()) if k > 0)
-    return sum(gains) / len(gains), len(gains)
+    trainer = KPACTrainer(model)
+    sums = {"psnr_sum": 0.0, "input_psnr_sum": 0.0, "count": 0.0}
+    for batch in pipeline.make_eval_dataset(sources.val, crop=val_crop or None, bit_depth=bit_depth):
+        out = trainer.test_step(batch)  # padding items weigh 0
+        for key in sums:
+            sums[key] += float(out[key])
+    return (sums["psnr_sum"] - sums["input_psnr_sum"]) / sums["count"], int(sums["count"])
 
 
 def gain_table(gains: dict[int, float], columns: int) -> list[str]:
