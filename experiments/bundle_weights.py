@@ -40,7 +40,8 @@ def sanitize_command(command: str) -> str:
     for word in command.split():
         for prefix in _PATH_FLAGS:
             if word.startswith(prefix) and os.sep in word[len(prefix):]:
-                word = prefix + Path(word[len(prefix):]).name
+                values = word[len(prefix):].split(",") if prefix == "--data=pool:" else [word[len(prefix):]]
+                word = prefix + ",".join(Path(value).name for value in values)
         words.append(word)
     return " ".join(words)
 
@@ -75,26 +76,39 @@ def append_stage(record: dict, run: dict, hardware: str | None = None, note: str
 
 
 def stage_data(run: dict) -> dict:
-    """What a run trained on: its --data value (folders reduced to their names) and, for a
-    pool, how the pool was rendered and the photo folder's manifest counts."""
+    """What a run trained on: its --data value (folders reduced to their names) and, for
+    pools, how each was rendered (``pool``; ``pools`` when there are several) and the
+    photo folders' manifest counts."""
     spec = str(run.get("data", ""))
     info: dict = {"data": sanitize_command(f"--data={spec}")[len("--data="):]}
     if spec.startswith("pool:"):
-        pool_dir = Path(spec.split(":", 1)[1])
-        info["data"] = "pool:" + pool_dir.name
-        pool_record = pool_dir / "pool.json"
-        if pool_record.is_file():
-            pool = json.loads(pool_record.read_text())
-            info["pool"] = {key: pool.get(key) for key in ("count", "size", "dead_leaves_fraction",
-                                                           "photo_count", "seed", "crops_per_photo")}
-            info["pool"]["kinds"] = [_short_kind(kind) for kind in pool.get("kinds", [])]
-            info["pool"]["renderer"] = pool.get("config")
-            for kind in pool.get("kinds", []):
-                manifest = Path(kind.split("=", 1)[1]) / "manifest.json" if kind.startswith("photos=") else None
-                if manifest is not None and manifest.is_file():
-                    data = json.loads(manifest.read_text())
-                    info["photos_manifest"] = {"packages": data.get("packages"), "counts": data.get("counts")}
+        pools = [_pool_info(Path(folder), info) for folder in spec.split(":", 1)[1].split(",")]
+        pools = [pool for pool in pools if pool is not None]
+        if len(pools) == 1:
+            info["pool"] = pools[0]
+        elif pools:
+            info["pools"] = pools
     return info
+
+
+def _pool_info(pool_dir: Path, info: dict) -> dict | None:
+    """How the pool in ``pool_dir`` was rendered (None without its record); the manifest
+    counts of its photo folder go into ``info["photos_manifest"]``."""
+    pool_record = pool_dir / "pool.json"
+    if not pool_record.is_file():
+        return None
+    pool = json.loads(pool_record.read_text())
+    described = {key: pool.get(key) for key in ("count", "size", "dead_leaves_fraction",
+                                                "photo_count", "seed", "crops_per_photo")}
+    described["name"] = pool_dir.name
+    described["kinds"] = [_short_kind(kind) for kind in pool.get("kinds", [])]
+    described["renderer"] = pool.get("config")
+    for kind in pool.get("kinds", []):
+        manifest = Path(kind.split("=", 1)[1]) / "manifest.json" if kind.startswith("photos=") else None
+        if manifest is not None and manifest.is_file():
+            data = json.loads(manifest.read_text())
+            info["photos_manifest"] = {"packages": data.get("packages"), "counts": data.get("counts")}
+    return described
 
 
 def _short_kind(kind: str) -> str:

@@ -150,3 +150,22 @@ def test_a_pool_stage_records_its_data_without_machine_paths(tmp_path):
     assert data["photos_manifest"]["counts"] == {"train": 9, "val": 1, "heldout": 1}
     assert record["stage_precision_reason"]["stage1"] == "automatic: no bf16"
     assert "secret" not in json.dumps(record) and str(tmp_path) not in json.dumps(record)
+
+
+def test_a_stage_on_two_pools_records_both(tmp_path):
+    folders = []
+    for name, radius in (("pool384", [1, 16]), ("large", [8, 16])):
+        folder = tmp_path / "secret" / name
+        folder.mkdir(parents=True)
+        (folder / "pool.json").write_text(json.dumps(
+            {"count": 64, "size": 384, "kinds": ["deadleaves"], "seed": 1, "config": {"max_radius": radius}}))
+        folders.append(str(folder))
+    spec = "pool:" + ",".join(folders)
+    run = _run_record(data=spec, command=f"kpac-train --data={spec} --workdir={tmp_path}/runs/x")
+    record = _append_stage(run)
+    data = record["stage_data"]["stage1"]
+    assert data["data"] == "pool:pool384,large" and "pool" not in data
+    assert [(p["name"], p["renderer"]["max_radius"]) for p in data["pools"]] == [
+        ("pool384", [1, 16]), ("large", [8, 16])]
+    assert record["command"][-1].split()[1] == "--data=pool:pool384,large"
+    assert "secret" not in json.dumps(record) and str(tmp_path) not in json.dumps(record)

@@ -230,6 +230,28 @@ def test_pool_spec_resolves_with_validation_of_the_same_kinds(tmp_path):
         pipeline.resolve_data(f"pool:{tmp_path}", crop=32)
 
 
+def test_several_pools_train_as_one_in_proportion_to_their_pairs(tmp_path):
+    small, large = str(tmp_path / "small"), str(tmp_path / "large")
+    pool.render_pool(small, 2, kinds=["deadleaves"], size=40, seed=1)
+    pool.render_pool(large, 3, kinds=["deadleaves"], size=48, seed=2)
+    sources = pipeline.resolve_data(f"pool:{small}, {large}", crop=32, val_images=2, with_radius=True)
+    both = sources.train
+    assert both.num_items == 5 and both.kinds == ["deadleaves"] and sources.val.num_items == 2
+    assert "40x40" in both.describe() and "48x48" in both.describe()
+    expected = pool.load_pool_arrays(small)["target"] + pool.load_pool_arrays(large)["target"]
+    for index, target in enumerate(expected):  # pairs numbered one pool after the other
+        loaded = both.load(tf.constant(index, tf.int64), tf.constant([0, 0], tf.int64))
+        np.testing.assert_array_equal(loaded["target"].numpy(), target)
+        assert loaded["radius"].shape[:2] == target.shape[:2]
+    config = pipeline.PipelineConfig(crop=32, flip_rot=True, seed=0)
+    inputs, _, _ = next(iter(pipeline.make_train_dataset(both, config, per_replica_batch=5)))
+    assert inputs.shape == (5, 32, 32, 3)
+    with pytest.raises(ValueError, match="each pool folder"):
+        pipeline.resolve_data(f"pool:{small},", crop=32)
+    with pytest.raises(ValueError, match="each pool folder once"):
+        pool.PoolSource([small, small])
+
+
 def test_photos_kind_uses_train_and_val_folders(tmp_path, rng):
     for split in ("train", "val"):
         (tmp_path / split).mkdir()

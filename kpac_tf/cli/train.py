@@ -11,7 +11,7 @@ usage: kpac-train --data=DATA --workdir=DIR [flags]
 
 ``--data``: a DPDD folder (train split; validation on val), ``SOURCE_DIR,TARGET_DIR``,
 a folder with ``source/`` and ``target/``, ``synthetic[:deadleaves,skimage,FOLDER]`` or
-``pool:DIR``. ``--val_data=none`` skips validation, ``--val_images=N`` shortens it.
+``pool:DIR[,DIR...]``. ``--val_data=none`` skips validation, ``--val_images=N`` shortens it.
 Rerunning the same command resumes from the last checkpoint in ``--workdir`` (step,
 optimizer state, data position); a finished run is left alone ("nothing to do"), and
 a resume with changed settings warns about each. Ctrl-C (SIGINT) and SIGTERM save a
@@ -57,8 +57,8 @@ flags.DEFINE_enum("block_type", None, ["kpac", "resblock"], "Override: block typ
 flags.DEFINE_string(
     "data", None,
     "Training data: a DPDD folder, SOURCE_DIR,TARGET_DIR, a folder with source/ and target/, "
-    "synthetic[:deadleaves,skimage,photos=DIR,PHOTO_FOLDER], or pool:DIR (pre-rendered pairs, "
-    "experiments/render_pool.py).",
+    "synthetic[:deadleaves,skimage,photos=DIR,PHOTO_FOLDER], or pool:DIR[,DIR...] (pre-rendered "
+    "pairs, experiments/render_pool.py; several pools are drawn in proportion to their sizes).",
 )
 flags.DEFINE_string("val_data", None, "Validation data (DPDD folder or folder pair), or 'none'; "
                     "default: DPDD's val split, or held-out synthetic scenes.")

@@ -374,12 +374,15 @@ def _synthetic_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, see
 
 def _pool_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
                   synthetic_options, with_radius, default_val: bool):
-    """(train, default validation or None) for ``pool:DIR``."""
+    """(train, default validation or None) for ``pool:DIR[,DIR...]``."""
     from kpac_tf.data import pool
 
     if dual_pixel or synthetic_options:
         raise ValueError("A pool holds rendered single-image pairs: no dual-pixel, no --synthetic_options.")
-    train = pool.PoolSource(spec.split(":", 1)[1], with_radius=with_radius)
+    folders = [folder.strip() for folder in spec.split(":", 1)[1].split(",")]
+    if not all(folders):
+        raise ValueError(f"--data={spec}: name each pool folder, separated by commas.")
+    train = pool.PoolSource(folders, with_radius=with_radius)
     if not default_val:
         return train, None
     return train, make_synthetic_source(train.kinds, val_crop or crop or 256, seed=VAL_SEED,
@@ -442,9 +445,9 @@ def resolve_data(
         deadleaves, skimage, photos=DIR, or a folder of sharp photos); ``synthetic``
         means ``synthetic:deadleaves,skimage``. Validation: ``val_images`` (default 16)
         held-out scenes.
-      - ``pool:DIR``: a pool of pre-rendered synthetic pairs
-        (:mod:`kpac_tf.data.pool`); validation: held-out scenes of the kinds the
-        pool was rendered from.
+      - ``pool:DIR[,DIR...]``: one or more pools of pre-rendered synthetic pairs
+        (:mod:`kpac_tf.data.pool`), drawn in proportion to their pair counts;
+        validation: held-out scenes of the kinds the pools were rendered from.
       Synthetic and pool validation scenes do not depend on ``seed`` (:data:`VAL_SEED`),
       so runs with different seeds are validated on the same scenes.
       - a DPDD root (``train_c/`` ...): the train split; validation: the val split.

@@ -147,14 +147,39 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
     return record
 
 
+def _open_pool(pool_dir: str, packed: bool) -> tuple[str, dict]:
+    """(storage, arrays) of one pool: its memory-mapped pack, or its pairs decoded into
+    memory when ``packed`` is False or the pool cannot be packed."""
+    arrays = None
+    storage = "memory"
+    if packed:
+        try:
+            arrays = packed_arrays(pool_dir)
+            storage = "packed"
+        except (OSError, ValueError) as error:
+            logging.warning("Pool %s is decoded into memory: it cannot be packed (%s).",
+                            pool_dir, error)
+    if arrays is None:
+        arrays = load_pool_arrays(pool_dir)
+    megabytes = sum(item.nbytes for values in arrays.values() for item in values) / 2**20
+    logging.info("Pool %s: %d pairs, %s (%.0f MB).", pool_dir, len(arrays["input"]), storage,
+                 megabytes)
+    return storage, arrays
+
+
 class PoolSource(PairSource):
-    """A rendered pool as a training source; the pipeline crops, flips and rotates its
-    pairs.
+    """One or more rendered pools as a training source; the pipeline crops, flips and
+    rotates their pairs.
+
+    Several pools (for example one rendered with larger blur, or from other photos)
+    train as one: their pairs are numbered one pool after the other and drawn
+    uniformly, so each pool's share of the samples is its share of the pairs. Pools may
+    differ in pair size.
 
     Args:
-      pool_dir: the pool folder.
+      pool_dir: the pool folder, or a sequence of pool folders.
       with_radius: samples carry "radius" (float32 HxWx1, pixels).
-      packed: read the pairs from the pool's memory-mapped pack
+      packed: read the pairs from each pool's memory-mapped pack
         (:func:`kpac_tf.data.pool_arrays.packed_arrays`; written by the first run,
         it takes the decoded pool's size on disk), so a pool larger than memory
         trains and a run starts in seconds. False, or a pool that cannot be packed
@@ -162,39 +187,41 @@ class PoolSource(PairSource):
         (uint8 images, float16 radius maps).
     """
 
-    def __init__(self, pool_dir: str, *, with_radius: bool = False, packed: bool = True):
-        self.pool_dir = pool_dir
-        self.record = read_pool_record(pool_dir)
-        self.kinds = list(self.record["kinds"])
+    def __init__(self, pool_dir: str | Sequence[str], *, with_radius: bool = False,
+                 packed: bool = True):
+        self.pool_dirs = [pool_dir] if isinstance(pool_dir, str) else list(pool_dir)
+        if not self.pool_dirs or len(set(self.pool_dirs)) != len(self.pool_dirs):
+            raise ValueError(f"Give each pool folder once: {', '.join(self.pool_dirs) or 'none'}.")
+        self.records = [read_pool_record(folder) for folder in self.pool_dirs]
+        self.kinds = list(dict.fromkeys(kind for record in self.records for kind in record["kinds"]))
         self.with_radius = bool(with_radius)
-        self.storage = "memory"
-        arrays = None
-        if packed:
-            try:
-                arrays = packed_arrays(pool_dir)
-                self.storage = "packed"
-            except (OSError, ValueError) as error:
-                logging.warning("Pool %s is decoded into memory: it cannot be packed (%s).",
-                                pool_dir, error)
-        self._arrays = arrays if arrays is not None else load_pool_arrays(pool_dir)
-        self.num_items = len(self._arrays["input"])
-        megabytes = sum(array.nbytes for arrays in self._arrays.values() for array in arrays) / 2**20
-        logging.info("Pool %s: %d pairs, %s (%.0f MB).", pool_dir, self.num_items, self.storage,
-                     megabytes)
+        self._parts = [_open_pool(folder, packed) for folder in self.pool_dirs]
+        self.storage = "+".join(dict.fromkeys(storage for storage, _ in self._parts))
+        self._sizes = [len(arrays["input"]) for _, arrays in self._parts]
+        self._starts = np.cumsum([0] + self._sizes)
+        self.num_items = int(self._starts[-1])
 
     def describe(self) -> str:
-        size = self.record["size"]
-        return (f"pool {self.pool_dir} ({self.num_items} pairs of {size}x{size} from "
-                f"{'+'.join(self.kinds)})")
+        pools = [f"pool {folder} ({count} pairs of {record['size']}x{record['size']} from "
+                 f"{'+'.join(record['kinds'])})"
+                 for folder, count, record in zip(self.pool_dirs, self._sizes, self.records)]
+        return " + ".join(pools)
+
+    def _pair_arrays(self, index: int) -> dict:
+        """The arrays of global pair ``index`` (pools numbered one after the other)."""
+        part = int(np.searchsorted(self._starts, index, side="right")) - 1
+        arrays = self._parts[part][1]
+        local = index - int(self._starts[part])
+        return {key: arrays[key][local] for key in arrays}
 
     def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
         del seed
         keys = list(self.keys)
-        arrays = self._arrays
         dtypes = [tf.float16 if key == "radius" else tf.uint8 for key in keys]
 
         def fetch(index):
-            return tuple(np.asarray(arrays[key][int(index)]) for key in keys)
+            pair = self._pair_arrays(int(index))
+            return tuple(np.asarray(pair[key]) for key in keys)
 
         images = tf.numpy_function(fetch, [item], dtypes, stateful=False)
         return {key: tf.ensure_shape(image, [None, None, 1 if key == "radius" else 3])
