@@ -444,6 +444,29 @@ def _metadata(
     }
 
 
+def _version_folder(export_dir: str | os.PathLike, model_name: str,
+                    version: int | None) -> tuple[Path, int, Path]:
+    """(model folder (created), version, version folder) for an export; ValueError for a
+    bad name or version, FileExistsError when the version folder exists."""
+    if not _NAME_PATTERN.match(model_name):
+        raise ValueError(
+            f"Model name {model_name!r} is not usable as a folder name; use letters, digits, "
+            "'_', '-' or '.', starting with a letter or digit."
+        )
+    if version is not None and (isinstance(version, bool) or int(version) < 1):
+        raise ValueError(f"Version must be a positive integer, got {version!r}.")
+    model_dir = Path(export_dir) / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = int(version) if version is not None else next_version(model_dir)
+    final = model_dir / str(version)
+    if final.exists():
+        raise FileExistsError(
+            f"{final} already exists and is never replaced; pick another version or leave "
+            "it out to use the next free number."
+        )
+    return model_dir, version, final
+
+
 def export_saved_model(
     model: keras.Model,
     export_dir: str | os.PathLike,
@@ -481,22 +504,7 @@ def export_saved_model(
         ImportError: ``onnx=True`` without tf2onnx (the message says what to install);
             raised before anything is written.
     """
-    if not _NAME_PATTERN.match(model_name):
-        raise ValueError(
-            f"Model name {model_name!r} is not usable as a folder name; use letters, digits, "
-            "'_', '-' or '.', starting with a letter or digit."
-        )
-    if version is not None and (isinstance(version, bool) or int(version) < 1):
-        raise ValueError(f"Version must be a positive integer, got {version!r}.")
-    model_dir = Path(export_dir) / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    version = int(version) if version is not None else next_version(model_dir)
-    final = model_dir / str(version)
-    if final.exists():
-        raise FileExistsError(
-            f"{final} already exists and is never replaced; pick another version or leave "
-            "it out to use the next free number."
-        )
+    model_dir, version, final = _version_folder(export_dir, model_name, version)
     config = _check_exportable(model)
     max_pixels = _check_max_pixels(max_pixels)
     if onnx:

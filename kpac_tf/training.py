@@ -520,6 +520,31 @@ def _finish(run: _Run, record: dict, config: TrainConfig, wall_time: float) -> T
 # The loop.
 
 
+def _train_steps(run: _Run, train_loop: Callable, iterator: Any, reporter: Reporter,
+                 config: TrainConfig, on_progress: Callable[[int, int, dict], None] | None,
+                 should_stop: Callable[[], bool] | None) -> bool:
+    """Train from ``run.step`` to ``config.steps``: chunks of steps, then validation and
+    summaries (on the moving average when there is one), checkpoints and progress.
+    Returns True when ``should_stop`` ended it early."""
+    while run.step < config.steps:
+        if should_stop is not None and should_stop():
+            return True
+        _train_chunk(run, train_loop, iterator, _next_chunk(run.step, config))
+        with kema.averaged_weights(run.optimizer, run.network.trainable_variables,
+                                   reporter.uses_network(run.step)):
+            val_psnr = reporter.report(run.step, run.logs)
+        run.val_psnr = run.val_psnr if val_psnr is None else val_psnr
+        if due(run.step, config.checkpoint_every) or run.step == config.steps:
+            run.save()
+        _kill_if_asked(run.step)
+        if on_progress is not None:
+            on_progress(run.step, config.steps, run.logs)
+        if due(run.step, config.summary_every):
+            logging.info("step %d/%d: %s", run.step, config.steps,
+                         ", ".join(f"{k} {v:.5g}" for k, v in run.logs.items()))
+    return False
+
+
 def train(
     model_fn: Callable[[], keras.Model],
     data: TrainData,
@@ -575,29 +600,12 @@ def train(
                         run.paths.tensorboard if run.paths.chief else None)
 
     run.start_clock()
-    stopped_early = False
     if on_progress is not None:
         on_progress(run.step, config.steps, {})
     try:
-        while run.step < config.steps:
-            if should_stop is not None and should_stop():
-                stopped_early = True
-                break
-            _train_chunk(run, train_loop, iterator, _next_chunk(run.step, config))
-            with kema.averaged_weights(run.optimizer, run.network.trainable_variables,
-                                       reporter.uses_network(run.step)):
-                val_psnr = reporter.report(run.step, run.logs)
-            run.val_psnr = run.val_psnr if val_psnr is None else val_psnr
-            if due(run.step, config.checkpoint_every) or run.step == config.steps:
+        if _train_steps(run, train_loop, iterator, reporter, config, on_progress, should_stop):
+            if run.last_saved != run.step:
                 run.save()
-            _kill_if_asked(run.step)
-            if on_progress is not None:
-                on_progress(run.step, config.steps, run.logs)
-            if due(run.step, config.summary_every):
-                logging.info("step %d/%d: %s", run.step, config.steps,
-                             ", ".join(f"{k} {v:.5g}" for k, v in run.logs.items()))
-        if stopped_early and run.last_saved != run.step:
-            run.save()
             logging.info("Stopped at step %d on request; checkpoint saved.", run.step)
     finally:
         reporter.writer.flush()

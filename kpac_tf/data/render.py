@@ -295,6 +295,29 @@ def _with_margin(sharp: np.ndarray, depth: np.ndarray, margin, max_radius: float
     return sharp, depth, pad_y, pad_x
 
 
+def _framed_inputs(sharp: np.ndarray, depth: np.ndarray, margin: Union[int, tuple[int, int], None],
+                   max_radius: float) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice], float]:
+    """Checked float32 inputs with their border (given or reflect-padded), the window of
+    the kept area and the largest radius the border can feed (ValueError on bad shapes,
+    a negative radius or a margin that does not fit)."""
+    sharp = np.asarray(sharp, np.float32)
+    depth = np.asarray(depth, np.float32)
+    if sharp.ndim != 3 or sharp.shape[2] != 3 or depth.shape != sharp.shape[:2]:
+        raise ValueError(
+            f"sharp must be HxWx3 and depth HxW of the same size, got {sharp.shape} "
+            f"and {depth.shape}.")
+    if max_radius < 0:
+        raise ValueError(f"max_radius must be >= 0, got {max_radius}.")
+    sharp_in, depth_in, pad_y, pad_x = _with_margin(sharp, depth, margin, max_radius)
+    # The radius law uses the depth range of the kept area; the border (which
+    # only feeds blur into the kept area) may not exceed its own width.
+    height, width = depth_in.shape[0] - 2 * pad_y, depth_in.shape[1] - 2 * pad_x
+    if height < 1 or width < 1 or pad_y < 0 or pad_x < 0:
+        raise ValueError(f"margin {margin} does not fit a {depth_in.shape} input.")
+    window = (slice(pad_y, pad_y + height), slice(pad_x, pad_x + width))
+    return sharp_in, depth_in, window, max(float(max_radius), min(pad_y, pad_x) - 1.0)
+
+
 def render_defocus_pair(
     sharp: np.ndarray,
     depth: np.ndarray,
@@ -332,23 +355,8 @@ def render_defocus_pair(
     Returns:
       A :class:`DefocusPair` (``radius`` is the thin-lens radius of each pixel).
     """
-    sharp = np.asarray(sharp, np.float32)
-    depth = np.asarray(depth, np.float32)
-    if sharp.ndim != 3 or sharp.shape[2] != 3 or depth.shape != sharp.shape[:2]:
-        raise ValueError(
-            f"sharp must be HxWx3 and depth HxW of the same size, got {sharp.shape} "
-            f"and {depth.shape}.")
-    if max_radius < 0:
-        raise ValueError(f"max_radius must be >= 0, got {max_radius}.")
-    sharp_in, depth_in, pad_y, pad_x = _with_margin(sharp, depth, margin, max_radius)
-    # The radius law uses the depth range of the kept area; the border (which
-    # only feeds blur into the kept area) may not exceed its own width.
-    height, width = depth_in.shape[0] - 2 * pad_y, depth_in.shape[1] - 2 * pad_x
-    if height < 1 or width < 1 or pad_y < 0 or pad_x < 0:
-        raise ValueError(f"margin {margin} does not fit a {depth_in.shape} input.")
-    window = (slice(pad_y, pad_y + height), slice(pad_x, pad_x + width))
+    sharp_in, depth_in, window, radius_cap = _framed_inputs(sharp, depth, margin, max_radius)
     kept = depth_in[window]
-    radius_cap = max(float(max_radius), min(pad_y, pad_x) - 1.0)
     weights, radii = _depth_layers(depth_in, focus, radius_scale(kept, focus, max_radius),
                                    radius_step, max_layers, radius_cap)
     radius = radius_from_depth(kept, focus, max_radius, cap=radius_cap)
