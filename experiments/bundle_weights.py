@@ -6,7 +6,13 @@ The run's ``model.weights.npz`` replaces ``kpac_tf/assets/weights/PRESET.weights
 and its ``train_record.json`` is appended, as one more training stage, to the bundled
 record ``PRESET.json`` (commands, steps, learning rates, precision, wall time,
 validation). The run must have started from the bundled weights (``--init_from``), so
-that the stages chain; --fresh starts a new record instead. Paths in the commands are
+that the stages chain; --fresh starts a new record instead. A run that started from
+another run's weights which were never bundled (say an average of its checkpoints)
+names that run with ``--after=RUN:WEIGHTS``: both stages are appended, in order, and
+the chain is checked file by file (the same name or the same bytes)::
+
+    python experiments/bundle_weights.py --after=runs/s9:s9_avg.weights.npz --run=runs/s12
+ Paths in the commands are
 reduced to their last component, so the record names no machine's folders. Both files
 are written atomically.
 """
@@ -29,6 +35,10 @@ flags.DEFINE_boolean("fresh", False, "Start a new record instead of appending a 
 flags.DEFINE_string("weights", None, "Bundle this weights file of the run instead of its final "
                     "model.weights.npz, e.g. an average of its last checkpoints "
                     "(experiments/average_weights.py); the record says which file it was.")
+
+flags.DEFINE_multi_string("after", [], "RUN[:WEIGHTS] (repeatable, in order): a finished run whose "
+                          "weights (default its model.weights.npz) the next run started from, "
+                          "never bundled on its own; appended as a stage before --run.")
 
 _PATH_FLAGS = ("--workdir=", "--init_from=", "--vgg19_weights=", "--flagfile=", "--val_data=",
                "--data=pool:")
@@ -130,25 +140,74 @@ def main(argv):
 
 
 def bundle(run_dir: Path) -> None:
-    """Copy the run's weights over the bundled file and append its stage to the record."""
+    """Copy the run's weights over the bundled file and append its stage (and those of the
+    ``--after`` runs before it) to the record."""
     from kpac_tf import io as kio
+
+    target = _bundled_path()
+    record_path = target.with_name(f"{FLAGS.preset}.json")
+    record = {} if FLAGS.fresh or not record_path.exists() else json.loads(record_path.read_text())
+    chain = [_split_after(value) for value in FLAGS.after]
+    chain.append((run_dir, Path(FLAGS.weights) if FLAGS.weights else run_dir / "model.weights.npz"))
+    previous = target
+    for position, (stage_dir, source) in enumerate(chain):
+        last = position == len(chain) - 1
+        note = FLAGS.note if last else (f"not bundled on its own; {source.name} started the "
+                                        "next stage")
+        record = _append_run(record, stage_dir, source, previous, FLAGS.hardware if last else None,
+                             note)
+        previous = source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    kio.atomic_write(target, previous.read_bytes())
+    kio.atomic_write(record_path, json.dumps(record, indent=2) + "\n")
+    print(f"bundled {previous} as {target} "
+          f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
+
+
+def _bundled_path() -> Path:
+    from kpac_tf import weights
+
+    target = weights.bundled_weights_path(FLAGS.preset)
+    return Path(FLAGS.assets_dir) / target.name if FLAGS.assets_dir else target
+
+
+def _split_after(value: str) -> tuple[Path, Path]:
+    """(run folder, weights file) of an ``--after`` value RUN[:WEIGHTS]."""
+    run, _, weights_file = value.partition(":")
+    if not run:
+        raise ValueError(f"--after={value}: give RUN or RUN:WEIGHTS.")
+    return Path(run), Path(weights_file) if weights_file else Path(run) / "model.weights.npz"
+
+
+def _continues(started_from: str, previous: Path, bundled: bool) -> bool:
+    """Whether a run's --init_from value names ``previous`` (the same file name, the
+    preset's name when ``previous`` is the bundled file, or a file with the same bytes)."""
+    if not started_from:
+        return False
+    if Path(started_from).name == previous.name or (bundled and started_from == FLAGS.preset):
+        return True
+    start = Path(started_from)
+    return start.is_file() and previous.is_file() and start.read_bytes() == previous.read_bytes()
+
+
+def _append_run(record: dict, run_dir: Path, source: Path, previous: Path, hardware: str | None,
+                note: str | None) -> dict:
+    """``record`` with the run in ``run_dir`` appended as a stage whose weights are ``source``,
+    after checking that the run started from ``previous`` and trained the preset."""
     from kpac_tf import models, weights
 
     run = json.loads((run_dir / "train_record.json").read_text())
     if run["flags"].get("preset") != FLAGS.preset:
         raise ValueError(f"The run trained {run['flags'].get('preset')!r}, not {FLAGS.preset!r}.")
-    target = weights.bundled_weights_path(FLAGS.preset)
-    if FLAGS.assets_dir:
-        target = Path(FLAGS.assets_dir) / target.name
-    record_path = target.with_name(f"{FLAGS.preset}.json")
-    record = {} if FLAGS.fresh or not record_path.exists() else json.loads(record_path.read_text())
-    started_from = Path(run.get("init_from") or "").name
-    if record and started_from not in (target.name, FLAGS.preset):
-        raise ValueError(f"The run started from {started_from or 'scratch'!r}, not from the bundled "
-                         f"{target.name}: its stage does not continue the record (use --fresh).")
-    record = append_stage(record, run, FLAGS.hardware, FLAGS.note)
+    started_from = run.get("init_from") or ""
+    bundled = previous == _bundled_path()
+    if record and not _continues(started_from, previous, bundled):
+        raise ValueError(f"The run {run_dir.name} started from {Path(started_from).name or 'scratch'!r}, "
+                         f"not from {'the bundled' if bundled else 'the previous stage'} "
+                         f"{previous.name}: its stage does not continue the record (use --fresh, "
+                         "or --after for a run in between).")
+    record = append_stage(record, run, hardware, note)
     record.setdefault("preset", FLAGS.preset)
-    source = Path(FLAGS.weights) if FLAGS.weights else run_dir / "model.weights.npz"
     if not source.name.endswith(weights.OWN_SUFFIX):
         raise ValueError(f"--weights={source}: give a project *{weights.OWN_SUFFIX} file (a checkpoint "
                          "or another format becomes one with experiments/average_weights.py).")
@@ -157,11 +216,7 @@ def bundle(run_dir: Path) -> None:
     model = weights.load_model(str(source))  # refuses a broken or foreign file
     if "model" in run and models.model_config(model) != models.ModelConfig(**run["model"]):
         raise ValueError(f"{source} holds another model than the run trained.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    kio.atomic_write(target, source.read_bytes())
-    kio.atomic_write(record_path, json.dumps(record, indent=2) + "\n")
-    print(f"bundled {source} as {target} "
-          f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
+    return record
 
 
 if __name__ == "__main__":

@@ -169,3 +169,42 @@ def test_a_stage_on_two_pools_records_both(tmp_path):
         ("pool384", [1, 16]), ("large", [8, 16])]
     assert record["command"][-1].split()[1] == "--data=pool:pool384,large"
     assert "secret" not in json.dumps(record) and str(tmp_path) not in json.dumps(record)
+
+
+def test_a_run_that_started_from_an_unbundled_run_is_bundled_after_it(finished_run, tmp_path):
+    import keras
+
+    from kpac_tf import build_kpac, weights
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "kpac-3level.json").write_text(json.dumps({"preset": "kpac-3level", "stage_steps": [100],
+                                                         "steps": 100}))
+    keras.utils.set_random_seed(7)
+    average = weights.save_weights(build_kpac("kpac-3level"), tmp_path / "first_avg.weights.npz")
+    start = tmp_path / "start.weights.npz"  # the same bytes under another name
+    start.write_bytes(average.read_bytes())
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "model.weights.npz").write_bytes((finished_run / "model.weights.npz").read_bytes())
+    config = build_kpac("kpac-3level").kpac_config.to_dict()
+    (second / "train_record.json").write_text(json.dumps(_run_record(
+        model=config, init_from=str(start), step=8, config={**_run_record()["config"], "steps": 8})))
+    # Alone, the second run does not continue the record: refused, nothing written.
+    alone = _bundle(second, assets)
+    assert alone.returncode == 1 and "not from the bundled kpac-3level.weights.npz" in alone.stderr
+    assert not (assets / "kpac-3level.weights.npz").exists()
+    chained = _bundle(second, assets, f"--after={finished_run}:{average}", "--note=second")
+    assert chained.returncode == 0, chained.stderr
+    record = json.loads((assets / "kpac-3level.json").read_text())
+    assert record["stage_steps"] == [100, 6, 8] and record["steps"] == 114
+    assert record["stage_weights"] == {"stage2": "first_avg.weights.npz", "stage3": "model.weights.npz"}
+    assert record["stage_notes"]["stage3"] == "second" and "first_avg" in record["stage_notes"]["stage2"]
+    assert (assets / "kpac-3level.weights.npz").read_bytes() == (second / "model.weights.npz").read_bytes()
+    # A chain whose second run started elsewhere is refused before anything is written.
+    before = (assets / "kpac-3level.json").read_text()
+    other = tmp_path / "other.weights.npz"
+    other.write_bytes((finished_run / "model.weights.npz").read_bytes())
+    broken = _bundle(second, assets, f"--after={finished_run}:{other}")
+    assert broken.returncode == 1 and "not from the previous stage other.weights.npz" in broken.stderr
+    assert (assets / "kpac-3level.json").read_text() == before
