@@ -12,9 +12,9 @@ names that run with ``--after=RUN:WEIGHTS``: both stages are appended, in order,
 the chain is checked file by file (the same name or the same bytes)::
 
     python experiments/bundle_weights.py --after=runs/s9:s9_avg.weights.npz --run=runs/s12
- Paths in the commands are
-reduced to their last component, so the record names no machine's folders. Both files
-are written atomically.
+
+Paths in the commands are reduced to their last component, so the record names no
+machine's folders. Both files are written atomically.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Work directory of the finished kpac-train run.")
 flags.DEFINE_string("preset", "kpac-3level", "Preset whose bundled weights are replaced.")
 flags.DEFINE_string("assets_dir", None, "Bundled-weights folder (default: the package's).")
-flags.DEFINE_string("hardware", None, "Where the stage ran (default: keep the record's text).")
+flags.DEFINE_string("hardware", None, "The record's text on where its stages ran, all of them "
+                    "(it replaces the old text; default: keep the record's text).")
 flags.DEFINE_string("note", None, "A remark on this stage kept in the record (e.g. restarts).")
 flags.DEFINE_boolean("fresh", False, "Start a new record instead of appending a stage.")
 flags.DEFINE_string("weights", None, "Bundle this weights file of the run instead of its final "
@@ -143,8 +144,11 @@ def bundle(run_dir: Path) -> None:
     """Copy the run's weights over the bundled file and append its stage (and those of the
     ``--after`` runs before it) to the record."""
     from kpac_tf import io as kio
+    from kpac_tf import weights
 
-    target = _bundled_path()
+    target = weights.bundled_weights_path(FLAGS.preset)
+    if FLAGS.assets_dir:
+        target = Path(FLAGS.assets_dir) / target.name
     record_path = target.with_name(f"{FLAGS.preset}.json")
     record = {} if FLAGS.fresh or not record_path.exists() else json.loads(record_path.read_text())
     chain = [_split_after(value) for value in FLAGS.after]
@@ -154,21 +158,14 @@ def bundle(run_dir: Path) -> None:
         last = position == len(chain) - 1
         note = FLAGS.note if last else (f"not bundled on its own; {source.name} started the "
                                         "next stage")
-        record = _append_run(record, stage_dir, source, previous, FLAGS.hardware if last else None,
-                             note)
+        record = _append_run(record, stage_dir, source, previous, position == 0,
+                             FLAGS.hardware if last else None, note)
         previous = source
     target.parent.mkdir(parents=True, exist_ok=True)
     kio.atomic_write(target, previous.read_bytes())
     kio.atomic_write(record_path, json.dumps(record, indent=2) + "\n")
     print(f"bundled {previous} as {target} "
           f"(stage {len(record['stage_steps'])}, {record['steps']} steps, {record['wall_time_hours']} h)")
-
-
-def _bundled_path() -> Path:
-    from kpac_tf import weights
-
-    target = weights.bundled_weights_path(FLAGS.preset)
-    return Path(FLAGS.assets_dir) / target.name if FLAGS.assets_dir else target
 
 
 def _split_after(value: str) -> tuple[Path, Path]:
@@ -190,17 +187,17 @@ def _continues(started_from: str, previous: Path, bundled: bool) -> bool:
     return start.is_file() and previous.is_file() and start.read_bytes() == previous.read_bytes()
 
 
-def _append_run(record: dict, run_dir: Path, source: Path, previous: Path, hardware: str | None,
-                note: str | None) -> dict:
+def _append_run(record: dict, run_dir: Path, source: Path, previous: Path, bundled: bool,
+                hardware: str | None, note: str | None) -> dict:
     """``record`` with the run in ``run_dir`` appended as a stage whose weights are ``source``,
-    after checking that the run started from ``previous`` and trained the preset."""
+    after checking that the run started from ``previous`` (the bundled file when
+    ``bundled``) and trained the preset."""
     from kpac_tf import models, weights
 
     run = json.loads((run_dir / "train_record.json").read_text())
     if run["flags"].get("preset") != FLAGS.preset:
         raise ValueError(f"The run trained {run['flags'].get('preset')!r}, not {FLAGS.preset!r}.")
     started_from = run.get("init_from") or ""
-    bundled = previous == _bundled_path()
     if record and not _continues(started_from, previous, bundled):
         raise ValueError(f"The run {run_dir.name} started from {Path(started_from).name or 'scratch'!r}, "
                          f"not from {'the bundled' if bundled else 'the previous stage'} "
