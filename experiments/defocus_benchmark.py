@@ -37,6 +37,8 @@ flags.DEFINE_enum("split", "heldout", ["val", "heldout"], "Which photos of the f
 flags.DEFINE_string("benchmark_dir", "defocus_benchmark", "Where the pairs are written (once).")
 flags.DEFINE_list("weights", ["kpac-3level"], "Weights to score (presets or files).")
 flags.DEFINE_integer("skimage_pairs", 2, "Pairs per held-out scikit-image photo (0: none).")
+flags.DEFINE_integer("pairs_per_photo", 1, "Pairs per photo of the folder's split (different "
+                     "crops and defocus; for a split of few photos).")
 flags.DEFINE_integer("seed", 11, "Render seed.")
 flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 
@@ -47,7 +49,8 @@ def main(argv):
     started = time.time()
     try:
         results = defocus_scores.run_benchmark(FLAGS.photos, FLAGS.split, FLAGS.benchmark_dir,
-                                               FLAGS.weights, FLAGS.skimage_pairs, FLAGS.seed)
+                                               FLAGS.weights, FLAGS.skimage_pairs, FLAGS.seed,
+                                               FLAGS.pairs_per_photo)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

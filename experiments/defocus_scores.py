@@ -50,8 +50,11 @@ class PairScore:
     radius_gains: tuple[float, ...] = ()  # one per RADIUS_BINS bin (NaN: almost empty)
 
 
-def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int) -> Path:
-    """Writes the benchmark pairs (once) and returns the folder holding groups of pairs."""
+def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int,
+                 pairs_per_photo: int = 1) -> Path:
+    """Writes the benchmark pairs (once) and returns the folder holding groups of pairs:
+    ``pairs_per_photo`` pairs of every photo of the folder's split (different crops and
+    defocus), ``skimage_pairs`` of every held-out scikit-image photo."""
     from kpac_tf.data.dpdd_writer import write_dpdd_layout
     from kpac_tf.data.pairs import synthetic_config_from_overrides
     from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES
@@ -64,10 +67,14 @@ def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int,
         files = sorted(p for p in split_dir.iterdir() if p.suffix == ".png") if split_dir.is_dir() else []
         if not files:
             raise ValueError(f"{Path(photos) / split}: no photos; run experiments/fetch_training_photos.py.")
-        groups.append(("photos", [str(f) for f in files], len(files)))
+        groups.append(("photos", [str(f) for f in files], len(files) * pairs_per_photo))
     if skimage_pairs:
         groups.append(("skimage", "skimage-heldout", skimage_pairs * len(SKIMAGE_HELDOUT_SAMPLES)))
     for group, sources, count in groups:
+        rendered = folder / group / "test_c" / "source"
+        if rendered.is_dir() and len(os.listdir(rendered)) != count:
+            raise ValueError(f"{folder / group} holds {len(os.listdir(rendered))} pairs, not "
+                             f"{count}; choose another --benchmark_dir.")
         if not (folder / group / "test_c" / "synthetic.json").exists():
             write_dpdd_layout(folder / group, count, "test", photos=sources, seed=seed, bit_depth=16,
                               config=config)
@@ -204,11 +211,12 @@ def radius_table(results: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def run_benchmark(photos: str | None, split: str, benchmark_dir: str, weights: list[str],
-                  skimage_pairs: int = 2, seed: int = 11) -> dict[str, dict[str, dict]]:
+                  skimage_pairs: int = 2, seed: int = 11,
+                  pairs_per_photo: int = 1) -> dict[str, dict[str, dict]]:
     """{weights: {photo set: summary}} for every weights (photo sets: photos, skimage);
     the summaries of every weights after the first hold ``vs_first``, the
     :func:`paired_difference` against the first."""
-    folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed)
+    folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed, pairs_per_photo)
     results, first = {}, None
     for spec in weights:
         scores = score_weights(folder, spec)

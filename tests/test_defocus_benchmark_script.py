@@ -134,3 +134,27 @@ def test_cli_on_a_tiny_photo_folder(tmp_path, rng):
         env=env, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1
     assert [line for line in missing.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_pairs_per_photo_renders_several_pairs_of_each_photo(tmp_path):
+    folder = tmp_path / "photos" / "val"
+    folder.mkdir(parents=True)
+    y, x = np.mgrid[0:64, 0:72] / 5.0
+    image = 0.5 + 0.4 * np.stack([np.sin(x), np.cos(y), np.sin(x * y / 7)], -1)
+    Image.fromarray((image * 255).astype(np.uint8)).save(folder / "only.png")
+    split = defocus_scores.render_split(tmp_path / "bench", str(tmp_path / "photos"), "val",
+                                        skimage_pairs=0, seed=3, pairs_per_photo=3)
+    sources = sorted((split / "photos" / "test_c" / "source").iterdir())
+    assert len(sources) == 3
+    blurred = [np.asarray(Image.open(p), np.float64) for p in sources]
+    assert not np.array_equal(blurred[0], blurred[1])  # other defocus, not copies
+    again = defocus_scores.render_split(tmp_path / "bench", str(tmp_path / "photos"), "val",
+                                        skimage_pairs=0, seed=3, pairs_per_photo=3)
+    assert sorted((again / "photos" / "test_c" / "source").iterdir()) == sources
+    try:
+        defocus_scores.render_split(tmp_path / "bench", str(tmp_path / "photos"), "val",
+                                    skimage_pairs=0, seed=3, pairs_per_photo=2)
+    except ValueError as error:
+        assert "holds 3 pairs, not 2" in str(error)
+    else:
+        raise AssertionError("a folder rendered with another pair count was reused")
