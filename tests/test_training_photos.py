@@ -252,6 +252,27 @@ def test_several_pools_train_as_one_in_proportion_to_their_pairs(tmp_path):
         pool.PoolSource([small, small])
 
 
+def test_pool_validation_draws_dead_leaves_in_the_pools_share(tmp_path, rng, monkeypatch):
+    """Validation of pools mixes dead-leaves scenes and photos as the pools were rendered
+    (not half and half), so its figure follows what the run trains on."""
+    for split in ("train", "val"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        Image.fromarray(_photo(rng, (80, 80))).save(tmp_path / "photos" / split / "p.png")
+    mixed, leaves = str(tmp_path / "mixed"), str(tmp_path / "leaves")
+    pool.render_pool(mixed, 3, kinds=[f"photos={tmp_path / 'photos'}", "deadleaves"], size=40,
+                     dead_leaves_fraction=0.25, seed=1)
+    pool.render_pool(leaves, 1, kinds=["deadleaves"], size=40, seed=2)
+    assert pool.PoolSource([mixed, leaves]).dead_leaves_share == (3 * 0.25 + 1 * 1.0) / 4
+    assert pool.PoolSource(mixed).dead_leaves_share == 0.25
+    built = []
+    real = pipeline.make_synthetic_source
+    monkeypatch.setattr(pipeline, "make_synthetic_source",
+                        lambda *args, **kwargs: built.append(kwargs) or real(*args, **kwargs))
+    sources = pipeline.resolve_data(f"pool:{mixed},{leaves}", crop=32, val_images=2)
+    assert built[-1]["dead_leaves_fraction"] == 0.4375 and built[-1]["held_out"]
+    assert sources.val.num_items == 2
+
+
 def test_photos_kind_uses_train_and_val_folders(tmp_path, rng):
     for split in ("train", "val"):
         (tmp_path / split).mkdir()

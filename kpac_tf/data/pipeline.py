@@ -386,7 +386,8 @@ def _pool_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
     if not default_val:
         return train, None
     return train, make_synthetic_source(train.kinds, val_crop or crop or 256, seed=VAL_SEED,
-                                        held_out=True, num_items=val_images or 16)
+                                        held_out=True, num_items=val_images or 16,
+                                        dead_leaves_fraction=train.dead_leaves_share)
 
 
 def _file_sources(spec: str, *, val_images, dual_pixel, bit_depth, cache, default_val: bool):

@@ -201,6 +201,13 @@ class PoolSource(PairSource):
         self._starts = np.cumsum([0] + self._sizes)
         self.num_items = int(self._starts[-1])
 
+    @property
+    def dead_leaves_share(self) -> float:
+        """Share of dead-leaves scenes among all the pools' pairs, as they were rendered
+        (validation draws its held-out scenes in the same share)."""
+        shares = [float(record["dead_leaves_fraction"]) for record in self.records]
+        return float(np.dot(shares, self._sizes) / max(self.num_items, 1))
+
     def describe(self) -> str:
         pools = [f"pool {folder} ({count} pairs of {record['size']}x{record['size']} from "
                  f"{'+'.join(record['kinds'])})"

@@ -216,15 +216,16 @@ class SyntheticSource(PairSource):
 
 def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int | tuple[int, int] = 256,
                           *, seed: int = 0, held_out: bool = False, num_items: int | None = None,
-                          config=None, with_radius: bool = False, generator=None) -> SyntheticSource:
+                          config=None, with_radius: bool = False, generator=None,
+                          dead_leaves_fraction: float = 0.5) -> SyntheticSource:
     """Synthetic defocus pairs (:mod:`kpac_tf.data.pairs`) as a pipeline source: the one
     way training, validation and :func:`kpac_tf.data.pipeline.make_synthetic_dataset`
     reach the generator. Item ``i`` is pair ``i`` of the seeded generator.
 
     Args:
         kinds: scene kinds, see :func:`kpac_tf.data.photos.synthetic_photos`. Dead leaves
-            and photos are mixed half and half; photos are drawn uniformly from all
-            photo sources together.
+            and photos are mixed by ``dead_leaves_fraction`` (half and half by default);
+            photos are drawn uniformly from all photo sources together.
         size: side of the generated pairs (the training crop), or (height, width).
         seed: generator seed (validation adds a fixed offset, so scenes never repeat).
         held_out: validation scenes (held-out photos, other seeds).
@@ -233,14 +234,17 @@ def make_synthetic_source(kinds: Sequence[str] = SYNTHETIC_KINDS, size: int | tu
             None: the defaults.
         with_radius: samples carry the oracle radius map ("radius").
         generator: use this :class:`kpac_tf.data.pairs.SyntheticDefocusSource` instead of
-            building one from ``kinds``, ``size``, ``seed``, ``held_out`` and ``config``.
+            building one from ``kinds``, ``size``, ``seed``, ``held_out``, ``config`` and
+            ``dead_leaves_fraction``.
+        dead_leaves_fraction: share of dead-leaves scenes when the kinds name photos too.
     """
     from kpac_tf.data.pairs import synthetic_generator
 
     kinds = [k.strip() for k in kinds if k.strip()]
     if generator is None:
         generator = synthetic_generator(kinds, size, held_out=held_out, config=config,
-                                        seed=seed + (_VAL_SEED_OFFSET if held_out else 0))
+                                        seed=seed + (_VAL_SEED_OFFSET if held_out else 0),
+                                        dead_leaves_fraction=dead_leaves_fraction)
 
     def generate(index: int) -> dict:
         pair = generator.pair(index)
