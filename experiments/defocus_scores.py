@@ -8,6 +8,7 @@ scores follow ``kpac_tf.metrics`` (8-bit, clipped).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -71,13 +72,15 @@ def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int,
     if skimage_pairs:
         groups.append(("skimage", "skimage-heldout", skimage_pairs * len(SKIMAGE_HELDOUT_SAMPLES)))
     for group, sources, count in groups:
-        rendered = folder / group / "test_c" / "source"
-        if rendered.is_dir() and len(os.listdir(rendered)) != count:
-            raise ValueError(f"{folder / group} holds {len(os.listdir(rendered))} pairs, not "
-                             f"{count}; choose another --benchmark_dir.")
-        if not (folder / group / "test_c" / "synthetic.json").exists():
+        record = folder / group / "test_c" / "synthetic.json"  # written last: the group is complete
+        if not record.exists():
             write_dpdd_layout(folder / group, count, "test", photos=sources, seed=seed, bit_depth=16,
                               config=config)
+            continue
+        held = len(json.loads(record.read_text())["images"])
+        if held != count:
+            raise ValueError(f"{folder / group} holds {held} pairs, not {count}; choose another "
+                             "--benchmark_dir.")
     return folder
 
 

@@ -20,6 +20,7 @@ ship with scikit-image.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -33,8 +34,6 @@ flags.DEFINE_list("val", ["rocket", "moon", "cell"],
 def export_photos(out_dir: str, val: list[str]) -> dict:
     """Writes every photo of the scikit-image training list into ``out_dir``/train or
     ``out_dir``/val (the names in ``val``) and returns the manifest it writes."""
-    import os
-
     from kpac_tf import io as kio
     from kpac_tf.data.photos import SKIMAGE_TRAIN_SAMPLES, load_skimage_sample
 
