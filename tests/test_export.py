@@ -209,32 +209,38 @@ def _png(array01: np.ndarray, bits: int) -> bytes:
     return tf.io.encode_png(tf.constant(np.round(array01 * levels).astype(dtype.as_numpy_dtype))).numpy()
 
 
-def test_fresh_process_matches_keras_for_every_signature(single, dual, tmp_path, rng):
-    jobs = []
-    single_floats = {"images": rng.random((2, 37, 53, 3), dtype=np.float32)}
-    np.savez(tmp_path / "single.npz", **single_floats)
-    small = {"images": rng.random((1, 5, 3, 3), dtype=np.float32)}  # smaller than one stride
-    np.savez(tmp_path / "small.npz", **small)
-    views = {v: rng.random((1, 21, 19, 3), dtype=np.float32) for v in ("left", "right", "centre")}
-    np.savez(tmp_path / "dual.npz", **views)
-
-    photo = rng.random((29, 34, 3), dtype=np.float32)
+@pytest.fixture(scope="module")
+def fresh(single, dual, tmp_path_factory):
+    """Every signature run once in a fresh process that has TensorFlow only; returns the
+    inputs fed ([0,1] floats, NHWC; encoded photos) and a reader of each job's outputs."""
+    root = tmp_path_factory.mktemp("fresh")
+    rng = np.random.default_rng(1234)
+    inputs = {
+        "single": {"images": rng.random((2, 37, 53, 3), dtype=np.float32)},
+        "small": {"images": rng.random((1, 5, 3, 3), dtype=np.float32)},  # under one stride
+        "views": {v: rng.random((1, 21, 19, 3), dtype=np.float32) for v in ("left", "right", "centre")},
+        "photo": rng.random((29, 34, 3), dtype=np.float32),
+    }
+    np.savez(root / "single.npz", **inputs["single"])
+    np.savez(root / "small.npz", **inputs["small"])
+    np.savez(root / "dual.npz", **inputs["views"])
+    photo = inputs["photo"]
     files = {
         "png8": _png(photo, 8),
         "png16": _png(photo, 16),
         "jpeg": tf.io.encode_jpeg(np.round(photo * 255).astype(np.uint8), quality=90).numpy(),
         "gray8": _png(photo[:, :, :1], 8),
     }
+    inputs["files"] = files
     for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-    dual_files = {v: _png(views[v][0], 16) for v in views}
-    for view, data in dual_files.items():
-        (tmp_path / f"dual_{view}.png").write_bytes(data)
+        (root / name).write_bytes(data)
+    for view, array in inputs["views"].items():
+        (root / f"dual_{view}.png").write_bytes(_png(array[0], 16))
 
     def job(directory, signature, out, floats=None, byte_files=None):
-        return {"dir": str(directory), "signature": signature, "out": str(tmp_path / out),
-                "floats": str(tmp_path / floats) if floats else None,
-                "bytes": {k: [str(tmp_path / n) for n in v] for k, v in (byte_files or {}).items()}}
+        return {"dir": str(directory), "signature": signature, "out": str(root / out),
+                "floats": str(root / floats) if floats else None,
+                "bytes": {k: [str(root / n) for n in v] for k, v in (byte_files or {}).items()}}
 
     jobs = [
         job(single["dir"], "serving_default", "o1", floats="single.npz"),
@@ -242,38 +248,52 @@ def test_fresh_process_matches_keras_for_every_signature(single, dual, tmp_path,
         job(single["dir"], "attention", "o3", floats="single.npz"),
         job(single["dir"], "encoded", "o4", byte_files={"image_bytes": list(files)}),
         job(dual["dir"], "serving_default", "o5", floats="dual.npz"),
-        job(dual["dir"], "encoded", "o6", byte_files={f"{v}_bytes": [f"dual_{v}.png"] for v in views}),
+        job(dual["dir"], "encoded", "o6",
+            byte_files={f"{v}_bytes": [f"dual_{v}.png"] for v in inputs["views"]}),
     ]
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    (tmp_path / "fresh.py").write_text(_FRESH)
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    (root / "fresh.py").write_text(_FRESH)
     result = subprocess.run(
-        [sys.executable, str(tmp_path / "fresh.py"), str(tmp_path / "jobs.json")],
-        capture_output=True, text=True, env=_env(with_repo=False), cwd=tmp_path, timeout=600,
+        [sys.executable, str(root / "fresh.py"), str(root / "jobs.json")],
+        capture_output=True, text=True, env=_env(with_repo=False), cwd=root, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []  # kpac_tf never imported
+    imported = json.loads(result.stdout.strip().splitlines()[-1])
 
-    def floats(job):
-        with np.load(tmp_path / job / "floats.npz") as data:
+    def floats(name: str) -> dict:
+        with np.load(root / name / "floats.npz") as data:
             return {key: data[key] for key in data.files}
 
-    model, attention_model = single["model"], single["attention_model"]
-    # serving_default: odd size, batch of 2, and an image smaller than the stride.
-    for job, inputs in (("o1", single_floats), ("o2", small)):
-        got = floats(job)["deblurred"]
-        want = _keras(model, inputs["images"])
-        assert got.shape == inputs["images"].shape
-        assert np.abs(got - want).max() <= TOL
+    return {"inputs": inputs, "imported": imported, "floats": floats, "root": root}
+
+
+def test_fresh_process_needs_tensorflow_only(fresh):
+    assert fresh["imported"] == []  # kpac_tf never imported
+
+
+def test_serving_default_matches_keras_at_odd_and_tiny_sizes(fresh, single):
+    # A batch of 2 at an odd size, and an image smaller than the stride.
+    for job, key in (("o1", "single"), ("o2", "small")):
+        images = fresh["inputs"][key]["images"]
+        got = fresh["floats"](job)["deblurred"]
+        assert got.shape == images.shape
+        assert np.abs(got - _keras(single["model"], images)).max() <= TOL
         assert got.min() >= 0.0 and got.max() <= 1.0
-    # attention: same image output plus every block's maps.
-    got = floats("o3")
-    want = attention_model(single_floats["images"], training=False)
+
+
+def test_attention_signature_matches_keras_maps(fresh, single):
+    got = fresh["floats"]("o3")
+    want = single["attention_model"](fresh["inputs"]["single"]["images"], training=False)
     assert np.abs(got["deblurred"] - np.clip(want["output"], 0, 1)).max() <= TOL
     for key in ("block1_alpha", "block1_beta", "block2_alpha", "block2_beta"):
         assert got[key].shape == tuple(want[key].shape)
         assert np.abs(got[key] - np.asarray(want[key])).max() <= TOL
     assert got["block1_alpha"].shape == (2, 10, 14, 5)  # padded 40x56 / 4
-    # encoded: PNG out with the input's bit depth, pixels = quantised Keras output.
+
+
+def test_encoded_signature_keeps_bit_depth_and_matches_keras(fresh, single):
+    # PNG out with the input's bit depth, pixels = quantised Keras output.
+    photo, files = fresh["inputs"]["photo"], fresh["inputs"]["files"]
     references = {
         "png8": (np.round(photo * 255) / 255, 8),
         "png16": (np.round(photo * 65535) / 65535, 16),
@@ -281,18 +301,22 @@ def test_fresh_process_matches_keras_for_every_signature(single, dual, tmp_path,
         "gray8": (np.repeat(np.round(photo[:, :, :1] * 255) / 255, 3, axis=2), 8),
     }
     for index, (name, (decoded, bits)) in enumerate(references.items()):
-        data = (tmp_path / "o4" / f"png_bytes_{index}.png").read_bytes()
+        data = (fresh["root"] / "o4" / f"png_bytes_{index}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[24] == bits, name
         got = tf.io.decode_png(data, dtype=tf.uint8 if bits == 8 else tf.uint16).numpy()
-        want = _keras(model, decoded[None].astype(np.float32))[0]
+        want = _keras(single["model"], decoded[None].astype(np.float32))[0]
         want = np.round(want * (2**bits - 1))
         assert got.shape == (29, 34, 3), name
         assert np.abs(got.astype(np.int64) - want).max() <= 1, name  # rounding ties only
-    # dual-pixel: three inputs in, one output; float and encoded.
-    got = floats("o5")["deblurred"]
+
+
+def test_dual_pixel_signatures_match_keras(fresh, dual):
+    # Three inputs in, one output; float and encoded.
+    views = fresh["inputs"]["views"]
+    got = fresh["floats"]("o5")["deblurred"]
     want = _keras(dual["model"], views["left"], views["right"], views["centre"])
     assert got.shape == (1, 21, 19, 3) and np.abs(got - want).max() <= TOL
-    data = (tmp_path / "o6" / "png_bytes_0.png").read_bytes()
+    data = (fresh["root"] / "o6" / "png_bytes_0.png").read_bytes()
     assert data[24] == 16
     decoded = [np.round(views[v] * 65535) / 65535 for v in ("left", "right", "centre")]
     want = np.round(_keras(dual["model"], *[d.astype(np.float32) for d in decoded])[0] * 65535)
