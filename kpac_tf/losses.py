@@ -1,4 +1,5 @@
-"""Training losses: MAE and the VGG19 perceptual loss of the paper.
+"""Training losses: the pixel loss (MAE as in the paper, or MSE) and the VGG19 perceptual
+loss of the paper.
 
 Images are float NHWC in [0, 1] (RGB). Every loss returns one value per example
 (shape [N]) so the trainer can average over the *global* batch under a distribution
@@ -24,12 +25,14 @@ from kpac_tf import io as kio
 __all__ = [
     "CAFFE_BGR_MEAN",
     "FEATURE_DISTANCES",
+    "PIXEL_LOSSES",
     "PERCEPTUAL_LAYER",
     "PerceptualLoss",
     "VGGWeightsError",
     "build_vgg19_features",
     "caffe_preprocess",
     "mae",
+    "pixel_loss",
 ]
 
 #: ImageNet channel means in BGR order on the [0, 255] scale (Caffe VGG).
@@ -38,16 +41,35 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 PERCEPTUAL_LAYER = "block4_conv4"
 #: Feature distances: "squared" (mean squared error, Johnson et al.) or "absolute" (L1).
 FEATURE_DISTANCES = ("squared", "absolute")
+#: Pixel losses: "mae" (mean absolute error, the paper's) or "mse" (mean squared error,
+#: the distance PSNR scores).
+PIXEL_LOSSES = ("mae", "mse")
 
 
 class VGGWeightsError(RuntimeError):
     """The ImageNet VGG19 weights needed by the perceptual loss are not available."""
 
 
+def pixel_loss(y_true: tf.Tensor, y_pred: tf.Tensor, kind: str = "mae",
+               weight: tf.Tensor | None = None) -> tf.Tensor:
+    """Pixel loss per example: [N,H,W,C] x2 -> [N] (float32).
+
+    kind: "mae" (mean absolute error) or "mse" (mean squared error), over images in [0, 1].
+    weight: per-pixel weights [N,H,W,1] (broadcast over channels; None: all 1); the
+        result is the mean of weight * error, not normalised by the weights' sum.
+    """
+    if kind not in PIXEL_LOSSES:
+        raise ValueError(f"Pixel loss must be one of {', '.join(PIXEL_LOSSES)}, got {kind!r}.")
+    diff = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
+    error = tf.abs(diff) if kind == "mae" else tf.square(diff)
+    if weight is not None:
+        error = tf.cast(weight, tf.float32) * error
+    return tf.reduce_mean(error, axis=[1, 2, 3])
+
+
 def mae(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Mean absolute error per example: [N,H,W,C] x2 -> [N] (float32)."""
-    diff = tf.abs(tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32))
-    return tf.reduce_mean(diff, axis=[1, 2, 3])
+    return pixel_loss(y_true, y_pred, "mae")
 
 
 def caffe_preprocess(images: tf.Tensor) -> tf.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from kpac_tf import losses as klosses
 from kpac_tf.data import pipeline as kpipe
 
 __all__ = ["LR_SCHEDULES", "TrainConfig", "TrainData"]
@@ -29,7 +30,9 @@ class TrainConfig:
         weights with this decay per step (:mod:`kpac_tf.ema`; 0.999 averages over about
         the last 1000 steps); validation, previews and the final weights use it.
     perceptual_weight: weight of the VGG19 block4_conv4 loss (paper stage 2: 7e-4).
-    infocus_weight: weight in the MAE of pixels already in focus (oracle blur radius
+    pixel_loss: "mae" (the paper's) or "mse" (the distance PSNR scores; e.g. for a short
+        final phase of a run trained with MAE).
+    infocus_weight: weight in the pixel loss of pixels already in focus (oracle blur radius
         below ``kpac_tf.training.INFOCUS_RADIUS`` px) when the data carries radius
         maps (synthetic and pooled pairs); other pixels weigh 1. Above 1 it penalises
         changing in-focus content; 1 is the paper's plain MAE.
@@ -54,6 +57,7 @@ class TrainConfig:
     epsilon: float = 1e-8
     ema_decay: float = 0.0
     perceptual_weight: float = 0.0
+    pixel_loss: str = "mae"
     infocus_weight: float = 1.0
     perceptual_distance: str = "squared"
     vgg19_weights: str | None = "imagenet"
@@ -82,6 +86,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if self.perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
+        if self.pixel_loss not in klosses.PIXEL_LOSSES:
+            raise ValueError(f"pixel_loss must be one of {', '.join(klosses.PIXEL_LOSSES)}, "
+                             f"got {self.pixel_loss!r}.")
         if self.infocus_weight <= 0:
             raise ValueError(f"infocus_weight must be positive, got {self.infocus_weight}.")
         if self.checkpoint_every < 1:

@@ -1,7 +1,7 @@
 """The trainer: one custom train step, run by a custom loop under any tf.distribute strategy.
 
 :class:`KPACTrainer` is a Keras model wrapper whose ``train_step`` computes
-``MAE + perceptual_weight * perceptual`` under ``tf.GradientTape``, averaged over the
+``pixel + perceptual_weight * perceptual`` (pixel: MAE as in the paper, or MSE) under ``tf.GradientTape``, averaged over the
 *global* batch with ``tf.nn.compute_average_loss`` (Keras' optimizer sums gradients
 over replicas), and whose ``test_step`` reports PSNR. :func:`train` runs that same
 ``train_step`` through ``strategy.run`` for every strategy (default, mirrored,
@@ -110,8 +110,12 @@ class KPACTrainer(keras.Model):
         network: the KPAC Keras model (images [0,1] NHWC in and out).
         perceptual: a :class:`kpac_tf.losses.PerceptualLoss`, or None for MAE only.
         perceptual_weight: its weight in the total loss.
-        infocus_weight: MAE weight of in-focus pixels (radius < ``INFOCUS_RADIUS``)
+        infocus_weight: pixel-loss weight of in-focus pixels (radius < ``INFOCUS_RADIUS``)
             for batches that carry radius maps.
+        pixel_loss: "mae" (the paper) or "mse" (see :data:`kpac_tf.losses.PIXEL_LOSSES`).
+
+    ``train_step`` logs ``loss`` (the total), ``mae`` (the weighted MAE, whatever the
+    pixel loss, so that runs stay comparable) and ``perceptual``.
 
     ``train_step((inputs, target[, radius]))`` returns the global-batch mean losses *of this
     replica's share*: summed over replicas (``strategy.reduce(SUM)``) they give the
@@ -121,10 +125,14 @@ class KPACTrainer(keras.Model):
     """
 
     def __init__(self, network: keras.Model, perceptual: klosses.PerceptualLoss | None = None,
-                 perceptual_weight: float = 0.0, infocus_weight: float = 1.0, **kwargs):
+                 perceptual_weight: float = 0.0, infocus_weight: float = 1.0,
+                 pixel_loss: str = "mae", **kwargs):
         super().__init__(**kwargs)
         if perceptual_weight > 0 and perceptual is None:
             raise ValueError("A positive perceptual weight needs a PerceptualLoss.")
+        if pixel_loss not in klosses.PIXEL_LOSSES:
+            raise ValueError(f"pixel_loss must be one of {', '.join(klosses.PIXEL_LOSSES)}, got {pixel_loss!r}.")
+        self.pixel_loss = pixel_loss
         self.network = network
         self.perceptual = perceptual
         self.perceptual_weight = float(perceptual_weight)
@@ -135,18 +143,20 @@ class KPACTrainer(keras.Model):
 
     def per_example_losses(self, target: tf.Tensor, output: tf.Tensor,
                            radius: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """{"mae", "perceptual", "total"}: [N] float32 each. With ``radius`` [N,H,W,1]
-        (pixels), the MAE weighs in-focus pixels by ``infocus_weight``."""
-        if radius is None or self.infocus_weight == 1.0:
-            mae = klosses.mae(target, output)
-        else:
+        """{"pixel", "mae", "perceptual", "total"}: [N] float32 each. With ``radius``
+        [N,H,W,1] (pixels), the pixel loss and the MAE weigh in-focus pixels by
+        ``infocus_weight``."""
+        weight = None
+        if radius is not None and self.infocus_weight != 1.0:
             weight = tf.where(radius < INFOCUS_RADIUS, self.infocus_weight, 1.0)
-            mae = tf.reduce_mean(weight * tf.abs(target - output), axis=[1, 2, 3])
+        mae = klosses.pixel_loss(target, output, "mae", weight)
+        pixel = mae if self.pixel_loss == "mae" else klosses.pixel_loss(target, output, self.pixel_loss, weight)
         if self.perceptual is not None and self.perceptual_weight > 0:
             perceptual = self.perceptual(target, output)
         else:
             perceptual = tf.zeros_like(mae)
-        return {"mae": mae, "perceptual": perceptual, "total": mae + self.perceptual_weight * perceptual}
+        return {"pixel": pixel, "mae": mae, "perceptual": perceptual,
+                "total": pixel + self.perceptual_weight * perceptual}
 
     def train_step(self, data):
         inputs, target = data[0], data[1]
@@ -353,7 +363,8 @@ def _build_run(model_fn: Callable[[], keras.Model], config: TrainConfig,
         perceptual = None
         if config.perceptual_weight > 0:
             perceptual = klosses.PerceptualLoss(config.vgg19_weights, config.perceptual_distance)
-        trainer = KPACTrainer(network, perceptual, config.perceptual_weight, config.infocus_weight)
+        trainer = KPACTrainer(network, perceptual, config.perceptual_weight, config.infocus_weight,
+                              config.pixel_loss)
         loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
         optimizer = make_optimizer(config, loss_scaling)
         trainer.compile(optimizer=optimizer, jit_compile=False)

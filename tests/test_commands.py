@@ -23,7 +23,7 @@ OWN_FLAGS = {
                  "--overwrite", "--baseline", "--dpdd_root", "--lpips"],
     "export": ["--weights", "--preset", "--export_dir", "--model_name", "--version", "--tflite"],
     "train": ["--data", "--workdir", "--preset", "--bit_depth", "--init_from", "--steps",
-              "--val_data", "--val_images", "--mixed_precision", "--infocus_weight", "--log_every"],
+              "--val_data", "--val_images", "--mixed_precision", "--infocus_weight", "--pixel_loss", "--log_every"],
 }
 #: Flags a command must not accept (each was once accepted and ignored).
 REJECTED = [

@@ -232,7 +232,10 @@ def test_mixed_precision_trains_and_resumes_in_float32(tmp_path):
         kernels = [arrays[name] for name in arrays.files if ":" in name]
     assert kernels and all(a.dtype == np.float32 and np.isfinite(a).all() for a in kernels)
     # --nomixed_precision: left unset, a CPU with AMX-BF16 would choose bfloat16 again.
-    full = _run(*TINY, "--steps=4", "--nomixed_precision", f"--workdir={tmp_path}")
+    # The resumed phase also switches the pixel loss to MSE (a final phase of a MAE run).
+    full = _run(*TINY, "--steps=4", "--nomixed_precision", "--pixel_loss=mse", f"--workdir={tmp_path}")
     assert full.returncode == 0, full.stderr
     assert "Trained steps 2..4" in full.stdout
-    assert json.loads((tmp_path / "train_record.json").read_text())["dtype_policy"] == "float32"
+    assert "kpac-train: warning: --pixel_loss is now mse; this run used mae until now." in full.stderr
+    record = json.loads((tmp_path / "train_record.json").read_text())
+    assert record["dtype_policy"] == "float32" and record["flags"]["pixel_loss"] == "mse"

@@ -302,6 +302,27 @@ def test_in_focus_pixels_weigh_more_in_the_loss(rng):
         training.TrainConfig(infocus_weight=0.0)
 
 
+def test_mse_pixel_loss_is_weighted_like_the_mae(rng):
+    keras.utils.set_random_seed(0)
+    network = models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    target = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
+    output = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
+    radius = np.full((2, 16, 16, 1), 3.0, np.float32)
+    radius[:, :, :5] = 0.0  # left columns in focus
+    trainer = training.KPACTrainer(network, infocus_weight=3.0, pixel_loss="mse")
+    got = {k: v.numpy() for k, v in trainer.per_example_losses(target, output, tf.constant(radius)).items()}
+    diff = target.numpy() - output.numpy()
+    weight = np.where(radius < training.INFOCUS_RADIUS, 3.0, 1.0)
+    np.testing.assert_allclose(got["pixel"], (np.square(diff) * weight).mean(axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(got["total"], got["pixel"], rtol=1e-6)
+    # The MAE is still reported, weighted the same way, so that MSE phases stay comparable.
+    np.testing.assert_allclose(got["mae"], (np.abs(diff) * weight).mean(axis=(1, 2, 3)), rtol=1e-6)
+    with pytest.raises(ValueError, match="pixel_loss"):
+        training.TrainConfig(pixel_loss="huber")
+    with pytest.raises(ValueError, match="pixel_loss"):
+        training.KPACTrainer(network, pixel_loss="l2")
+
+
 @pytest.mark.parametrize("flags, speedup, fast, words", [
     ({"fpu", "amx_bf16", "avx512_bf16"}, 0.5, True, "AMX-BF16"),
     ({"fpu", "avx512_bf16"}, 1.6, True, "probe ran 1.60x"),

@@ -88,8 +88,10 @@ flags.DEFINE_float("ema_decay", 0.0, "Above 0: keep a moving average of the weig
 flags.DEFINE_float("beta1", 0.9, "Adam beta_1.")
 flags.DEFINE_float("beta2", 0.99, "Adam beta_2.")
 flags.DEFINE_float("perceptual_weight", 0.0, "Weight of the VGG19 conv4_4 loss (paper stage 2: 7e-4).")
-flags.DEFINE_float("infocus_weight", 1.0, "MAE weight of pixels already in focus (oracle radius < 1 px; "
-                   "synthetic and pool data only); 1: the paper's plain MAE.")
+flags.DEFINE_enum("pixel_loss", "mae", ["mae", "mse"], "Pixel loss: mae (the paper) or mse (the "
+                  "distance PSNR scores, e.g. for a short final phase).")
+flags.DEFINE_float("infocus_weight", 1.0, "Pixel-loss weight of pixels already in focus (oracle radius "
+                   "< 1 px; synthetic and pool data only); 1: the paper's plain MAE.")
 flags.DEFINE_enum("perceptual_distance", "squared", ["squared", "absolute"], "Feature distance.")
 flags.DEFINE_string("vgg19_weights", None, "Local VGG19 'notop' .h5 weights (default: download).")
 flags.DEFINE_string("init_from", None, "Initial weights (own file, authors' npz or preset) for a "
@@ -254,7 +256,7 @@ def _inputs(training, pipeline):
         lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps, ema_decay=FLAGS.ema_decay,
         beta_1=FLAGS.beta1, beta_2=FLAGS.beta2,
         perceptual_weight=FLAGS.perceptual_weight, perceptual_distance=FLAGS.perceptual_distance,
-        infocus_weight=FLAGS.infocus_weight, vgg19_weights=FLAGS.vgg19_weights or "imagenet",
+        pixel_loss=FLAGS.pixel_loss, infocus_weight=FLAGS.infocus_weight, vgg19_weights=FLAGS.vgg19_weights or "imagenet",
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         summary_every=FLAGS.summary_every, image_summary_every=FLAGS.image_summary_every,
         eval_every=FLAGS.eval_every, steps_per_loop=FLAGS.steps_per_loop,
