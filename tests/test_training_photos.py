@@ -284,13 +284,21 @@ def test_photos_kind_uses_train_and_val_folders(tmp_path, rng):
         pipeline.synthetic_photos([f"photos={tmp_path / 'missing'}"])
 
 
-def test_in_focus_pixels_weigh_more_in_the_loss(rng):
+@pytest.fixture
+def loss_case(rng):
+    """(network, target, output, radius): a tiny network, random [0,1] NHWC images and a
+    radius map [2,16,16,1] of 3 px whose top half is in focus (0.5 px)."""
     keras.utils.set_random_seed(0)
     network = models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
     target = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
     output = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
     radius = np.full((2, 16, 16, 1), 3.0, np.float32)
-    radius[:, :8] = 0.5  # top half in focus
+    radius[:, :8] = 0.5
+    return network, target, output, radius
+
+
+def test_in_focus_pixels_weigh_more_in_the_loss(loss_case):
+    network, target, output, radius = loss_case
     trainer = training.KPACTrainer(network, infocus_weight=5.0)
     got = trainer.per_example_losses(target, output, tf.constant(radius))["mae"].numpy()
     diff = np.abs(target.numpy() - output.numpy())
@@ -302,13 +310,8 @@ def test_in_focus_pixels_weigh_more_in_the_loss(rng):
         training.TrainConfig(infocus_weight=0.0)
 
 
-def test_mse_pixel_loss_is_weighted_like_the_mae(rng):
-    keras.utils.set_random_seed(0)
-    network = models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
-    target = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
-    output = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
-    radius = np.full((2, 16, 16, 1), 3.0, np.float32)
-    radius[:, :, :5] = 0.0  # left columns in focus
+def test_mse_pixel_loss_is_weighted_like_the_mae(loss_case):
+    network, target, output, radius = loss_case
     trainer = training.KPACTrainer(network, infocus_weight=3.0, pixel_loss="mse")
     got = {k: v.numpy() for k, v in trainer.per_example_losses(target, output, tf.constant(radius)).items()}
     diff = target.numpy() - output.numpy()
