@@ -67,7 +67,10 @@ def append_stage(record: dict, run: dict, hardware: str | None = None, note: str
     record["command"] = [*record.get("command", []), sanitize_command(run["command"])]
     record["stage_steps"] = [*record.get("stage_steps", []), int(run["step"])]
     record["steps"] = sum(record["stage_steps"])
-    record["batch_size"] = run["config"]["batch_size"]
+    batch_sizes = record.get("batch_size", [])
+    if not isinstance(batch_sizes, list):  # records before per-stage batch sizes: one for all
+        batch_sizes = [batch_sizes] * (stage - 1)
+    record["batch_size"] = [*batch_sizes, run["config"]["batch_size"]]
     record["learning_rate"] = [*record.get("learning_rate", []), run["config"]["learning_rate"]]
     record["lr_schedule"] = [*record.get("lr_schedule", ["constant"] * (stage - 1)),
                              run["config"]["lr_schedule"]]

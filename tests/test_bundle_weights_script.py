@@ -53,13 +53,14 @@ def test_a_finished_run_is_appended_as_a_stage(finished_run, tmp_path):
     assets.mkdir()
     (assets / "kpac-3level.json").write_text(json.dumps({
         "preset": "kpac-3level", "command": ["kpac-train --steps=100"], "stage_steps": [100],
-        "steps": 100, "learning_rate": [2e-4], "lr_schedule": ["constant"], "precision": ["float32"],
-        "wall_time_hours": 1.0, "final_validation": {"stage1": {"val_psnr": 27.5}},
+        "steps": 100, "batch_size": 2, "learning_rate": [2e-4], "lr_schedule": ["constant"],
+        "precision": ["float32"], "wall_time_hours": 1.0, "final_validation": {"stage1": {"val_psnr": 27.5}},
     }))
     result = _bundle(finished_run, assets, "--note=resumed twice")
     assert result.returncode == 0, result.stderr
     record = json.loads((assets / "kpac-3level.json").read_text())
     assert record["stage_steps"] == [100, 6] and record["steps"] == 106
+    assert record["batch_size"] == [2, 4]  # an older record's one batch size becomes per stage
     assert record["learning_rate"] == [2e-4, 1e-4] and record["lr_schedule"] == ["constant", "cosine"]
     assert record["precision"] == ["float32", "mixed_bfloat16"]
     assert record["wall_time_hours"] == 1.5
