@@ -92,22 +92,28 @@ def append_stage(record: dict, run: dict, hardware: str | None = None, note: str
 def stage_data(run: dict) -> dict:
     """What a run trained on: its --data value (folders reduced to their names) and, for
     pools, how each was rendered (``pool``; ``pools`` when there are several) and the
-    photo folders' manifest counts."""
+    manifest counts of their photo folders (``photos_manifest``; ``photos_manifests`` by
+    folder name when the pools drew on several)."""
     spec = str(run.get("data", ""))
     info: dict = {"data": sanitize_command(f"--data={spec}")[len("--data="):]}
     if spec.startswith("pool:"):
-        pools = [_pool_info(Path(folder), info) for folder in spec.split(":", 1)[1].split(",")]
+        manifests: dict = {}
+        pools = [_pool_info(Path(folder), manifests) for folder in spec.split(":", 1)[1].split(",")]
         pools = [pool for pool in pools if pool is not None]
         if len(pools) == 1:
             info["pool"] = pools[0]
         elif pools:
             info["pools"] = pools
+        if len(manifests) == 1:
+            info["photos_manifest"] = next(iter(manifests.values()))
+        elif manifests:
+            info["photos_manifests"] = manifests
     return info
 
 
-def _pool_info(pool_dir: Path, info: dict) -> dict | None:
+def _pool_info(pool_dir: Path, manifests: dict) -> dict | None:
     """How the pool in ``pool_dir`` was rendered (None without its record); the manifest
-    counts of its photo folder go into ``info["photos_manifest"]``."""
+    counts of each of its photo folders go into ``manifests`` under the folder's name."""
     pool_record = pool_dir / "pool.json"
     if not pool_record.is_file():
         return None
@@ -118,11 +124,19 @@ def _pool_info(pool_dir: Path, info: dict) -> dict | None:
     described["kinds"] = [_short_kind(kind) for kind in pool.get("kinds", [])]
     described["renderer"] = pool.get("config")
     for kind in pool.get("kinds", []):
-        manifest = Path(kind.split("=", 1)[1]) / "manifest.json" if kind.startswith("photos=") else None
-        if manifest is not None and manifest.is_file():
-            data = json.loads(manifest.read_text())
-            info["photos_manifest"] = {"packages": data.get("packages"), "counts": data.get("counts")}
+        folder = Path(kind.split("=", 1)[1]) if kind.startswith("photos=") else None
+        if folder is not None and (folder / "manifest.json").is_file():
+            manifests[folder.name] = _manifest_counts(json.loads((folder / "manifest.json").read_text()))
     return described
+
+
+def _manifest_counts(manifest: dict) -> dict:
+    """A photo folder's manifest reduced to its counts: the fetched packages' manifest
+    (``packages``, ``counts``) or a list-per-split one (``source``, names per split)."""
+    if "counts" in manifest or "packages" in manifest:
+        return {"packages": manifest.get("packages"), "counts": manifest.get("counts")}
+    counts = {split: len(names) for split, names in manifest.items() if isinstance(names, list)}
+    return {"source": manifest.get("source"), "counts": counts}
 
 
 def _short_kind(kind: str) -> str:

@@ -154,12 +154,20 @@ def test_a_pool_stage_records_its_data_without_machine_paths(tmp_path):
 
 
 def test_a_stage_on_two_pools_records_both(tmp_path):
+    textures, natural = tmp_path / "secret" / "photos", tmp_path / "secret" / "natural"
+    textures.mkdir(parents=True)
+    natural.mkdir(parents=True)
+    (textures / "manifest.json").write_text(json.dumps(
+        {"packages": {"ufoai-textures": {"train": 9}}, "counts": {"train": 9, "val": 1}}))
+    (natural / "manifest.json").write_text(json.dumps(
+        {"source": "scikit-image training list", "train": ["camera", "grass"], "val": ["moon"]}))
     folders = []
-    for name, radius in (("pool384", [1, 16]), ("large", [8, 16])):
+    for name, radius, photos in (("pool384", [1, 16], textures), ("large", [8, 16], natural)):
         folder = tmp_path / "secret" / name
         folder.mkdir(parents=True)
         (folder / "pool.json").write_text(json.dumps(
-            {"count": 64, "size": 384, "kinds": ["deadleaves"], "seed": 1, "config": {"max_radius": radius}}))
+            {"count": 64, "size": 384, "kinds": [f"photos={photos}", "deadleaves"], "seed": 1,
+             "config": {"max_radius": radius}}))
         folders.append(str(folder))
     spec = "pool:" + ",".join(folders)
     run = _run_record(data=spec, command=f"kpac-train --data={spec} --workdir={tmp_path}/runs/x")
@@ -168,6 +176,11 @@ def test_a_stage_on_two_pools_records_both(tmp_path):
     assert data["data"] == "pool:pool384,large" and "pool" not in data
     assert [(p["name"], p["renderer"]["max_radius"]) for p in data["pools"]] == [
         ("pool384", [1, 16]), ("large", [8, 16])]
+    # Each photo folder's counts are kept: the second pool's manifest does not replace the first's.
+    assert "photos_manifest" not in data and data["photos_manifests"] == {
+        "photos": {"packages": {"ufoai-textures": {"train": 9}}, "counts": {"train": 9, "val": 1}},
+        "natural": {"source": "scikit-image training list", "counts": {"train": 2, "val": 1}},
+    }
     assert record["command"][-1].split()[1] == "--data=pool:pool384,large"
     assert "secret" not in json.dumps(record) and str(tmp_path) not in json.dumps(record)
 
