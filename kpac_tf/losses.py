@@ -31,6 +31,7 @@ __all__ = [
     "VGGWeightsError",
     "build_vgg19_features",
     "caffe_preprocess",
+    "check_pixel_loss",
     "mae",
     "pixel_loss",
 ]
@@ -50,6 +51,13 @@ class VGGWeightsError(RuntimeError):
     """The ImageNet VGG19 weights needed by the perceptual loss are not available."""
 
 
+def check_pixel_loss(kind: str) -> str:
+    """``kind`` if it is one of :data:`PIXEL_LOSSES`, else ValueError."""
+    if kind not in PIXEL_LOSSES:
+        raise ValueError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, got {kind!r}.")
+    return kind
+
+
 def pixel_loss(y_true: tf.Tensor, y_pred: tf.Tensor, kind: str = "mae",
                weight: tf.Tensor | None = None) -> tf.Tensor:
     """Pixel loss per example: [N,H,W,C] x2 -> [N] (float32).
@@ -58,8 +66,7 @@ def pixel_loss(y_true: tf.Tensor, y_pred: tf.Tensor, kind: str = "mae",
     weight: per-pixel weights [N,H,W,1] (broadcast over channels; None: all 1); the
         result is the mean of weight * error, not normalised by the weights' sum.
     """
-    if kind not in PIXEL_LOSSES:
-        raise ValueError(f"Pixel loss must be one of {', '.join(PIXEL_LOSSES)}, got {kind!r}.")
+    check_pixel_loss(kind)
     diff = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
     error = tf.abs(diff) if kind == "mae" else tf.square(diff)
     if weight is not None:

@@ -86,9 +86,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if self.perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {self.perceptual_weight}.")
-        if self.pixel_loss not in klosses.PIXEL_LOSSES:
-            raise ValueError(f"pixel_loss must be one of {', '.join(klosses.PIXEL_LOSSES)}, "
-                             f"got {self.pixel_loss!r}.")
+        klosses.check_pixel_loss(self.pixel_loss)
         if self.infocus_weight <= 0:
             raise ValueError(f"infocus_weight must be positive, got {self.infocus_weight}.")
         if self.checkpoint_every < 1:

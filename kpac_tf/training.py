@@ -1,9 +1,9 @@
 """The trainer: one custom train step, run by a custom loop under any tf.distribute strategy.
 
 :class:`KPACTrainer` is a Keras model wrapper whose ``train_step`` computes
-``pixel + perceptual_weight * perceptual`` (pixel: MAE as in the paper, or MSE) under ``tf.GradientTape``, averaged over the
-*global* batch with ``tf.nn.compute_average_loss`` (Keras' optimizer sums gradients
-over replicas), and whose ``test_step`` reports PSNR. :func:`train` runs that same
+``pixel + perceptual_weight * perceptual`` (pixel: MAE as in the paper, or MSE) under
+``tf.GradientTape``, averaged over the *global* batch with ``tf.nn.compute_average_loss``
+(Keras' optimizer sums gradients over replicas), and whose ``test_step`` reports PSNR. :func:`train` runs that same
 ``train_step`` through ``strategy.run`` for every strategy (default, mirrored,
 multi-worker, TPU): Keras 3 ``fit`` does not work under MultiWorkerMirroredStrategy,
 so there is one loop and one step function for all of them.
@@ -130,9 +130,7 @@ class KPACTrainer(keras.Model):
         super().__init__(**kwargs)
         if perceptual_weight > 0 and perceptual is None:
             raise ValueError("A positive perceptual weight needs a PerceptualLoss.")
-        if pixel_loss not in klosses.PIXEL_LOSSES:
-            raise ValueError(f"pixel_loss must be one of {', '.join(klosses.PIXEL_LOSSES)}, got {pixel_loss!r}.")
-        self.pixel_loss = pixel_loss
+        self.pixel_loss = klosses.check_pixel_loss(pixel_loss)
         self.network = network
         self.perceptual = perceptual
         self.perceptual_weight = float(perceptual_weight)
