@@ -12,6 +12,13 @@ exact duplicates) and splits them by a stable hash of the file name into
 ``OUT/heldout`` (the held-out benchmark, --heldout_percent). ``OUT/manifest.json`` keeps the
 counts. Train with ``kpac-train --data=synthetic:photos=OUT/train`` (see the README).
 The photos are never committed: this script is how they are obtained.
+
+    python experiments/fetch_training_photos.py --natural_out=data/natural_photos
+
+fetches the natural photographs instead (``opencv-doc``'s sample photos and the
+photographic stamps of ``tuxpaint-stamps-default``, see
+:mod:`kpac_tf.data.natural_photos`): ``OUT/{train,val,heldout}`` photos, split by group,
+``OUT/stamps/{train,val,heldout}`` RGBA stamps, and their focus labels in the manifest.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Destination folder (train/, heldout/, manifest.json).")
+flags.DEFINE_string("natural_out", None, "Fetch the natural photos and stamps into this folder "
+                    "instead of the texture packages.")
 flags.DEFINE_list("packages", ["ufoai-textures"], "Debian packages to take photographs from.")
 flags.DEFINE_string("deb", None, "Use this already downloaded .deb (one package only).")
 flags.DEFINE_integer("min_side", 256, "Smallest accepted side, pixels.")
@@ -31,8 +40,10 @@ flags.DEFINE_integer("heldout_percent", 5, "Share of names kept for the held-out
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.natural_out:
+        return _fetch_natural(FLAGS.natural_out)
     if not FLAGS.out:
-        raise app.UsageError("--out is required.")
+        raise app.UsageError("--out or --natural_out is required.")
     from kpac_tf.data import texture_photos as tp
 
     unknown = [p for p in FLAGS.packages if p not in tp.PACKAGES]
@@ -56,6 +67,22 @@ def main(argv):
     counts = manifest["counts"]
     print(f"photos: train {counts['train']}, val {counts['val']}, heldout {counts['heldout']} "
           f"-> {FLAGS.out}")
+    return 0
+
+
+def _fetch_natural(out_dir: str) -> int:
+    from kpac_tf.data import natural_photos
+
+    try:
+        manifest = natural_photos.build_natural_folder(out_dir)
+    except (RuntimeError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    counts, stamps = manifest["counts"], manifest["stamps"]
+    print(f"photos: train {counts['train']}, val {counts['val']}, heldout {counts['heldout']}; "
+          f"stamps: train {stamps.get('train', 0)}, val {stamps.get('val', 0)}, "
+          f"heldout {stamps.get('heldout', 0)} ({stamps['drawing']} drawings left out) "
+          f"-> {out_dir}")
     return 0
 
 

@@ -21,6 +21,8 @@ import numpy as np
 from kpac_tf.colour import linear_to_srgb, srgb_to_linear
 from kpac_tf.data import dead_leaves as _dl
 from kpac_tf.data import photos as _photos
+from kpac_tf.data import relight as _relight
+from kpac_tf.data import stamps as _stamps
 from kpac_tf.data.depth import DEPTH_MODELS, random_depth
 from kpac_tf.data.render import (DefocusPair, add_noise, pick_margin, radius_from_depth,
                                  render_defocus_pair, render_layers, soften)
@@ -65,6 +67,20 @@ class SyntheticConfig:
       photo_colour: share of photo crops whose colours are jittered before defocus
         (see :func:`kpac_tf.data.photos.jitter_colour`), so a few training photos stand for more
         palettes and tones; target and input share the jitter. 0: never.
+      illumination: share of scenes lit by a smooth illumination field (a ramp, a
+        spot or diffuse light; :func:`kpac_tf.data.relight.illumination_field`) before
+        defocus, so in-focus shading is in the target. 0: never.
+      shadows: share of scenes with cast shadows whose penumbrae are 2-60 px wide
+        (:func:`kpac_tf.data.relight.shadow_field`), before defocus. 0: never.
+      tones: share of photo scenes given a high-contrast, grayscale or gamma variant
+        before defocus (:func:`kpac_tf.data.relight.tone`). 0: never.
+      shaded_leaves: share of dead-leaves scenes whose shapes are shaded by smooth
+        gradients instead of flat colour (:func:`kpac_tf.data.relight.shade_layers`).
+      stamps: share of photo scenes with one to three photographic stamps pasted as
+        near layers (:func:`kpac_tf.data.stamps.composite_stamps`); needs
+        ``stamp_dir``. 0: never.
+      stamp_dir: a stamp folder made by ``fetch_training_photos.py --natural_out=DIR``
+        (``DIR/stamps``): its ``train/`` stamps are used, ``val/`` for held-out scenes.
     """
 
     max_radius: tuple[float, float] = (1.0, 12.0)
@@ -81,6 +97,12 @@ class SyntheticConfig:
     photo_scale: tuple[float, float] = (1.0, 1.0)
     base_blur: tuple[float, float] = (0.0, 0.0)
     photo_colour: float = 0.0
+    illumination: float = 0.0
+    shadows: float = 0.0
+    tones: float = 0.0
+    shaded_leaves: float = 0.0
+    stamps: float = 0.0
+    stamp_dir: str = ""
 
     def __post_init__(self):
         for name in ("max_radius", "gaussian_mix", "highlight_gain", "noise_sigma",
@@ -95,10 +117,14 @@ class SyntheticConfig:
         if self.radius_step <= 0:
             raise ValueError("SyntheticConfig.radius_step must be positive.")
         if not all(0.0 <= p <= 1.0 for p in (self.in_focus_probability, self.sharp_probability,
-                                             self.photo_colour)):
+                                             self.photo_colour, self.illumination,
+                                             self.shadows, self.tones, self.shaded_leaves,
+                                             self.stamps)):
             raise ValueError("SyntheticConfig probabilities must be in [0, 1].")
         if self.photo_scale[0] <= 0:
             raise ValueError("SyntheticConfig.photo_scale must be positive.")
+        if self.stamps > 0 and not self.stamp_dir:
+            raise ValueError("SyntheticConfig.stamps needs stamp_dir.")
         unknown = set(self.depth_models) - set(DEPTH_MODELS)
         if unknown or not self.depth_models:
             raise ValueError(f"SyntheticConfig.depth_models: unknown {sorted(unknown)}.")
@@ -124,7 +150,9 @@ def synthetic_config_from_overrides(overrides: Sequence[str]) -> SyntheticConfig
                              f"{', '.join(fields)}.")
         default = getattr(defaults, name)
         try:
-            if name == "depth_models":
+            if isinstance(default, str):
+                values[name] = text
+            elif name == "depth_models":
                 values[name] = tuple(part.strip() for part in text.split(":") if part.strip())
             elif isinstance(default, tuple):
                 kind = type(default[0])
@@ -160,7 +188,8 @@ def synthetic_generator(kinds: Sequence[str], size, *, seed: int = 0, held_out: 
     dead-leaves scenes by :func:`scene_mix`. ``held_out``: the held-out photo lists."""
     photos, fraction = scene_mix(kinds, held_out, dead_leaves_fraction)
     return SyntheticDefocusSource(size, photos=photos or None, dead_leaves_fraction=fraction,
-                                  config=config, seed=seed, crops_per_photo=crops_per_photo)
+                                  config=config, seed=seed, crops_per_photo=crops_per_photo,
+                                  held_out=held_out)
 
 
 def _as_size(size) -> tuple[int, int]:
@@ -190,12 +219,13 @@ class SyntheticDefocusSource:
       cache_size: decoded photos kept in memory.
       max_photo_side: user photos larger than this are downscaled on load (so a
         crop shows a scene, not a texture); None keeps the full size.
+      held_out: validation scenes: stamps come from the stamp folder's ``val/``.
     """
 
     def __init__(self, crop_size=256, *, photos="skimage-train",
                  dead_leaves_fraction: float = 0.5, config: Optional[SyntheticConfig] = None,
                  seed: int = 0, crops_per_photo: Optional[int] = None, cache_size: int = 32,
-                 max_photo_side: Optional[int] = 1680):
+                 max_photo_side: Optional[int] = 1680, held_out: bool = False):
         self.height, self.width = _as_size(crop_size)
         if self.height < 1 or self.width < 1:
             raise ValueError(f"crop_size must be positive, got {crop_size}.")
@@ -209,6 +239,9 @@ class SyntheticDefocusSource:
         if crops_per_photo is None:
             crops_per_photo = 1 if len(self.photos) <= cache_size else 8
         self.crops_per_photo = max(1, int(crops_per_photo))
+        self._stamps = (_stamps.StampSet(os.path.join(self.config.stamp_dir,
+                                                      "val" if held_out else "train"))
+                        if self.config.stamps > 0 else None)
 
     def __iter__(self) -> Iterator[DefocusPair]:
         index = 0
@@ -292,10 +325,20 @@ class SyntheticDefocusSource:
             # Drawn only when enabled, so the default stream stays what it always was.
             if self.config.photo_colour > 0.0 and rng.random() < self.config.photo_colour:
                 image = _photos.jitter_colour(image, rng)
+        model = "real"
+        # Drawn only when enabled, so the default stream stays what it always was.
+        if self._stamps is not None and rng.random() < self.config.stamps:
+            if depth is None:
+                depth, model = random_depth(image.shape[0], image.shape[1], rng,
+                                            self.config.depth_models)
+            image, depth = _stamps.composite_stamps(image, depth, rng, self._stamps)
+            model += "+stamps"
+        c = self.config
+        image = _relight.relight(image, rng, illumination=c.illumination, shadows=c.shadows,
+                                 tones=c.tones)
         softness = self._base_blur(rng)
         if softness > 0.0:
             image = linear_to_srgb(soften(srgb_to_linear(image), softness, channel_axis=2))
-        model = "real"
         if depth is None:
             depth, model = random_depth(image.shape[0], image.shape[1], rng,
                                         self.config.depth_models)
@@ -308,6 +351,19 @@ class SyntheticDefocusSource:
         pair.info.update(source=os.path.basename(photo.name), depth_model=model,
                          base_blur=softness)
         return pair
+
+    def _soft_leaves(self, rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Dead-leaves layers with shaded shapes, illumination and cast shadows, each
+        drawn only when enabled (the same gain lights every layer)."""
+        c = self.config
+        if c.shaded_leaves > 0 and rng.random() < c.shaded_leaves:
+            rgba = _relight.shade_layers(rgba, rng)
+        gain = _relight.soft_gain(rgba.shape[2], rgba.shape[3], rng,
+                                  illumination=c.illumination, shadows=c.shadows)
+        if gain is not None:
+            rgba = np.array(rgba, np.float32, copy=True)
+            rgba[:, :3] *= gain[None, None]
+        return rgba
 
     def _dead_leaves_pair(self, rng: np.random.Generator, size) -> DefocusPair:
         c = self.config
@@ -331,7 +387,7 @@ class SyntheticDefocusSource:
         else:
             focus = float(rng.uniform(0.0, 1.0))
         radii = [float(r) for r in radius_from_depth(depths, focus, params["max_radius"])]
-        rgba = scene.rgba
+        rgba = self._soft_leaves(scene.rgba, rng)
         blurred_lin, sharp_lin = render_layers(rgba, radii, params["gaussian_mix"])
         softness = self._base_blur(rng)
         if softness > 0.0:  # the camera's softness acts on the final image, focused or not

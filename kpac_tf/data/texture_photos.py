@@ -104,14 +104,16 @@ def split_of(name: str, val_percent: int = 5, heldout_percent: int = 5) -> str:
     return "val" if bucket < heldout_percent + val_percent else "train"
 
 
-def download_package(package: str, folder: str) -> str:
+def download_package(package: str, folder: str, allowed: Sequence[str] = PACKAGES) -> str:
     """Downloads ``package``'s ``.deb`` into ``folder`` with ``apt-get download``.
 
+    ``allowed``: the package names this call may fetch (the texture packages by
+    default; :mod:`kpac_tf.data.natural_photos` passes its own).
     Returns the path of the ``.deb``. Raises RuntimeError with apt's last line when
     the download fails (unknown package, no package index, no network).
     """
-    if package not in PACKAGES:
-        raise ValueError(f"{package}: not one of the training-photo packages {', '.join(PACKAGES)}.")
+    if package not in allowed:
+        raise ValueError(f"{package}: not one of the training-photo packages {', '.join(allowed)}.")
     os.makedirs(folder, exist_ok=True)
     existing = [f for f in os.listdir(folder) if f.startswith(package + "_") and f.endswith(".deb")]
     if existing:
