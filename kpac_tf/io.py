@@ -22,10 +22,18 @@ Conventions:
   with ``read_image(..., max_pixels=...)``, by setting ``kpac_tf.io.MAX_PIXELS``,
   or with the commands' ``--max_pixels``.
 
+* Metadata (:mod:`kpac_tf.image_metadata`): the ICC profile, EXIF and XMP of a file
+  are kept on ``ImageData.metadata``, with the EXIF orientation applied to the pixels
+  and reset to 1; :func:`write_image` writes them back when given (JPEG, PNG, TIFF,
+  HEIC, AVIF).
+
 Decoders by format: PNG and JPEG through TensorFlow (``tf.io.decode_png`` with
 ``dtype=uint16`` keeps 16 bits); TIFF through ``tifffile`` (8/16-bit, float);
 BMP, GIF (first frame) and WebP through Pillow, because TensorFlow's BMP decoder
-returns palette indices instead of colours for paletted BMPs.
+returns palette indices instead of colours for paletted BMPs; HEIC and AVIF (8-bit)
+through Pillow with the optional ``photo`` extra (``pip install "kpac_tf[photo]"``:
+``pillow-heif``, and a Pillow with AVIF support). Encoders: PNG through TensorFlow,
+TIFF through ``tifffile``, JPEG, HEIC and AVIF through Pillow.
 """
 from __future__ import annotations
 
@@ -43,9 +51,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from kpac_tf import image_metadata as imeta
+from kpac_tf.image_metadata import ImageMetadata
+
 __all__ = [
     "ImageData",
     "ImageError",
+    "ImageMetadata",
+    "JPEG_SUBSAMPLINGS",
     "MAX_PIXELS",
     "READ_EXTENSIONS",
     "TENSOR_EXTENSIONS",
@@ -59,6 +72,7 @@ __all__ = [
     "encode_png_tensor",
     "encoded_image_size_tensor",
     "error_line",
+    "estimate_jpeg_quality",
     "image_size",
     "is_image_file",
     "quantize",
@@ -71,10 +85,16 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: File extensions :func:`read_image` understands (lower case, with the dot).
-READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-#: File extensions :func:`write_image` can produce.
-WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: File extensions :func:`read_image` understands (lower case, with the dot); HEIC and
+#: AVIF need the ``photo`` extra.
+READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp",
+                   ".heic", ".heif", ".avif")
+#: File extensions :func:`write_image` can produce (HEIC and AVIF with the extra).
+WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".heic", ".heif", ".avif")
+#: Chroma subsamplings :func:`write_image` takes for JPEG (4:4:4 keeps all colour detail).
+JPEG_SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+#: Quality of HEIC and AVIF results (1..100), written with 4:4:4 chroma.
+HEIF_QUALITY = 90
 #: Formats (:func:`sniff_format` names) that :func:`decode_image_tensor` decodes in a
 #: graph (tf.data pipelines, SavedModel signatures), and their file extensions.
 TENSOR_FORMATS = ("png", "jpeg", "bmp", "gif")
@@ -89,6 +109,10 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic + BigTIFF
 _GIF_MAGICS = (b"GIF87a", b"GIF89a")
+# ISO base media file brands (the "ftyp" box) of HEIF images and of AVIF images.
+_HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
+_PHOTO_EXTRA = 'pip install "kpac_tf[photo]"'
 
 # Integer -> float scaling. Multiplying by the float32 reciprocal (rather than
 # dividing) is what TensorFlow's graph does too, so the numpy and graph decoders
@@ -117,13 +141,19 @@ class ImageData:
         uint8, uint16, or float32 in [0, 1].
       bit_depth: 8 or 16: the precision stored in the file (float TIFFs report 16).
       grayscale: True when the file stores one gray channel (plus optional alpha).
-      format: "png", "jpeg", "tiff", "bmp", "gif" or "webp".
+      format: "png", "jpeg", "tiff", "bmp", "gif", "webp", "heic" or "avif".
+      metadata: the file's ICC profile, EXIF (orientation reset to 1: ``pixels`` are
+        upright) and XMP; pass it to :func:`write_image` to keep them.
+      jpeg_quality: a JPEG's quality 1..100 estimated from its luminance quantisation
+        table against the IJG (libjpeg) tables; None for other formats.
     """
 
     pixels: np.ndarray
     bit_depth: int
     grayscale: bool
     format: str
+    metadata: ImageMetadata = dataclasses.field(default_factory=ImageMetadata)
+    jpeg_quality: Optional[int] = None
 
     @property
     def height(self) -> int:
@@ -180,10 +210,13 @@ def is_image_file(path: PathLike) -> bool:
 
 
 def read_image(path: PathLike, max_pixels: Optional[int] = None) -> ImageData:
-    """Reads an image file (PNG, JPEG, TIFF, BMP, GIF first frame, WebP).
+    """Reads an image file (PNG, JPEG, TIFF, BMP, GIF first frame, WebP; HEIC and
+    AVIF with the ``photo`` extra).
 
     The format is detected from the file's content, not its extension. 8-bit and
-    16-bit data are kept exactly; JPEG EXIF orientation is applied.
+    16-bit data are kept exactly; the EXIF orientation is applied to the pixels (HEIC:
+    by its decoder) and reset to 1 in ``metadata``, which keeps the file's ICC
+    profile, EXIF and XMP.
 
     Args:
       path: file to read.
@@ -195,8 +228,8 @@ def read_image(path: PathLike, max_pixels: Optional[int] = None) -> ImageData:
 
     Raises:
       ImageError: the file is missing, a folder, empty, not a decodable image,
-        truncated or corrupt, has zero size or an unsupported channel layout, or
-        is larger than ``max_pixels``.
+        truncated or corrupt, has zero size or an unsupported channel layout, is
+        larger than ``max_pixels``, or is HEIC/AVIF without the package to read it.
     """
     path = os.fspath(path)
     name = path
@@ -229,22 +262,18 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>",
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(
-            f"{name}: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF or WebP data)."
+            f"{name}: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF, WebP, "
+            "HEIC or AVIF data)."
         )
+    if fmt in ("heic", "avif"):
+        _require_pillow_plugin(fmt, name, "reading")
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
     size = image_size(data)
     if size is not None and size[0] * size[1] > limit:
         raise ImageError(_too_large_message(name, size, limit))
     try:
         with _pillow_pixel_limit(limit):
-            if fmt == "png":
-                array, bit_depth = _decode_png(data, name)
-            elif fmt == "jpeg":
-                array, bit_depth = _decode_jpeg(data), 8
-            elif fmt == "tiff":
-                array, bit_depth = _decode_tiff(data, name)
-            else:
-                array, bit_depth = _decode_pillow(data, name)
+            array, bit_depth, metadata, quality = _decode_by_format(data, fmt, name)
     except ImageError:
         raise
     except (tf.errors.OpError, OSError, ValueError, KeyError, IndexError, EOFError,
@@ -260,7 +289,45 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>",
         raise ImageError(
             f"{name}: not a decodable {fmt.upper()} image (truncated or corrupt)."
         ) from e
-    return _to_image_data(array, bit_depth, fmt, name)
+    if fmt != "heic":  # the HEIF decoder applies the image's own rotation and mirroring
+        array = _apply_orientation(array, imeta.exif_orientation(metadata.exif))
+    metadata = dataclasses.replace(metadata, exif=imeta.reset_orientation(metadata.exif))
+    image = _to_image_data(array, bit_depth, fmt, name)
+    image.metadata, image.jpeg_quality = metadata, quality
+    return image
+
+
+def _decode_by_format(data: bytes, fmt: str, name: str
+                      ) -> tuple[np.ndarray, int, ImageMetadata, Optional[int]]:
+    """(stored samples, bit depth, metadata, estimated JPEG quality or None)."""
+    if fmt == "png":
+        return (*_decode_png(data, name), imeta.png_metadata(data, name), None)
+    if fmt == "jpeg":
+        return (_decode_jpeg(data), 8, *_jpeg_header(data, name))
+    if fmt == "tiff":
+        return (*_decode_tiff(data, name), imeta.tiff_metadata(data, name), None)
+    return (*_decode_pillow(data, name), None)
+
+
+def _require_pillow_plugin(fmt: str, name: str, action: str) -> None:
+    """Registers Pillow's HEIC or AVIF plugin; ImageError naming what to install if none."""
+    from PIL import features
+
+    if fmt == "heic":
+        try:
+            import pillow_heif
+        except ImportError:
+            raise ImageError(f"{name}: {action} HEIC needs the pillow-heif package: "
+                             f"{_PHOTO_EXTRA}.") from None
+        pillow_heif.register_heif_opener()
+        return
+    if features.check("avif"):
+        return
+    try:
+        import pillow_avif  # noqa: F401 - registers the AVIF plugin on import
+    except ImportError:
+        raise ImageError(f"{name}: {action} AVIF needs Pillow 11.3 or later with AVIF "
+                         f"support, or the pillow-avif-plugin package: {_PHOTO_EXTRA}.") from None
 
 
 def _too_large_message(name: str, size: tuple[int, int], limit: int) -> str:
@@ -342,7 +409,9 @@ def image_size(data: bytes) -> Optional[tuple[int, int]]:
 
 def sniff_format(data: bytes) -> Optional[str]:
     """The format of encoded image bytes from their signature ("png", "jpeg", "tiff",
-    "bmp", "gif", "webp"), or None; the first 12 bytes are enough."""
+    "bmp", "gif", "webp", "heic", "avif"), or None; the first 12 bytes are enough
+    except for HEIF files whose brand is generic ("mif1"), where the compatible brands
+    of the ftyp box say which."""
     if data.startswith(_PNG_MAGIC):
         return "png"
     if data.startswith(_JPEG_MAGIC):
@@ -355,6 +424,24 @@ def sniff_format(data: bytes) -> Optional[str]:
         return "gif"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[4:8] == b"ftyp":
+        return _heif_kind(data)
+    return None
+
+
+def _heif_kind(data: bytes) -> Optional[str]:
+    """"avif" or "heic" from an ISO base media file's ftyp box, or None."""
+    size = int.from_bytes(data[:4], "big")
+    box = data[8:min(max(size, 16), 256)]
+    brands = [box[i:i + 4] for i in range(0, len(box) - 3, 4) if i != 4]  # skip the version
+    if brands and brands[0] in _AVIF_BRANDS:
+        return "avif"
+    if brands and brands[0] in _HEIC_BRANDS[:-2]:
+        return "heic"
+    if any(brand in _AVIF_BRANDS for brand in brands):
+        return "avif"
+    if any(brand in _HEIC_BRANDS for brand in brands):
+        return "heic"
     return None
 
 
@@ -373,23 +460,48 @@ def _decode_png(data: bytes, name: str) -> tuple[np.ndarray, int]:
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray:
-    # decode_jpeg fails on truncated data ("Premature end of JPEG data").
-    array = tf.io.decode_jpeg(data, channels=0).numpy()
-    orientation = _exif_orientation(data)
-    return _apply_orientation(array, orientation)
+    """Stored (not yet oriented) samples; decode_jpeg fails on truncated data
+    ("Premature end of JPEG data")."""
+    return tf.io.decode_jpeg(data, channels=0).numpy()
 
 
-def _exif_orientation(data: bytes) -> int:
-    """EXIF orientation tag (1..8) of a JPEG, 1 when absent or unreadable."""
+# The IJG (libjpeg) luminance quantisation table at quality 50 (natural order).
+_IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.int64)
+
+
+def estimate_jpeg_quality(luminance_table) -> Optional[int]:
+    """The IJG quality (1..100) whose luminance table is closest to ``luminance_table``
+    (64 values, any order): exact for files written by libjpeg-based encoders, an
+    estimate for others (cameras use their own tables); None for other table sizes."""
+    table = np.sort(np.asarray(luminance_table, np.int64).ravel())
+    if table.size != 64:
+        return None
+    errors = []
+    for quality in range(1, 101):
+        scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+        ijg = np.sort(np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255))
+        errors.append(int(np.abs(ijg - table).sum()))
+    return 1 + int(np.argmin(errors))
+
+
+def _jpeg_header(data: bytes, name: str) -> tuple[ImageMetadata, Optional[int]]:
+    """A JPEG's metadata and estimated quality, from its header (no pixels decoded)."""
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
-            value = im.getexif().get(0x0112, 1)
-        value = int(value)
-        return value if 1 <= value <= 8 else 1
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not break decoding
-        return 1
+            metadata = imeta.from_pillow_info(im.info, getattr(im, "applist", None))
+            tables = getattr(im, "quantization", None) or {}
+        quality = estimate_jpeg_quality(tables[0]) if 0 in tables else None
+        return metadata, quality
+    except Exception as e:  # noqa: BLE001 - broken metadata must not break decoding
+        logging.warning("%s: JPEG header unreadable (%s); metadata dropped.", name,
+                        error_line(e))
+        return ImageMetadata(), None
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -424,7 +536,7 @@ def _decode_tiff(data: bytes, name: str) -> tuple[np.ndarray, int]:
         if "imagecodecs" in str(e):
             return _decode_pillow(data, name, hint=(
                 f"{name}: this TIFF compression needs the imagecodecs package "
-                "(pip install imagecodecs), or save the file uncompressed."))
+                "(pip install imagecodecs), or save the file uncompressed."))[:2]
         raise
     if array.ndim == 3 and planar_separate and array.shape[0] <= 4 < array.shape[-1]:
         array = np.moveaxis(array, 0, -1)
@@ -442,33 +554,16 @@ def _decode_tiff(data: bytes, name: str) -> tuple[np.ndarray, int]:
 
 
 def _decode_pillow(data: bytes, name: str, hint: Optional[str] = None
-                   ) -> tuple[np.ndarray, int]:
+                   ) -> tuple[np.ndarray, int, ImageMetadata]:
+    """(stored samples, bit depth, metadata) of a file Pillow decodes."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.seek(0)
             im.load()
-            mode = im.mode
-            if mode == "P" or mode == "PA":
-                im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA")
-                                else "RGB")
-            elif mode == "1":
-                im = im.convert("L")
-            elif mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(im, dtype=np.uint16), 16
-            elif mode == "I":
-                arr = np.asarray(im)
-                if arr.min() < 0 or arr.max() > 65535:
-                    raise ImageError(f"{name}: unsupported 32-bit integer image.")
-                return arr.astype(np.uint16), 16
-            elif mode == "F":
-                return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0), 16
-            elif mode == "CMYK" or mode == "YCbCr" or mode == "LAB" or mode == "HSV":
-                im = im.convert("RGB")
-            elif mode not in ("L", "LA", "RGB", "RGBA"):
-                im = im.convert("RGBA")
-            return np.asarray(im, dtype=np.uint8), 8
+            metadata = imeta.from_pillow_info(im.info)
+            return (*_pillow_samples(im, name), metadata)
     except ImageError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types on bad data
@@ -477,6 +572,30 @@ def _decode_pillow(data: bytes, name: str, hint: Optional[str] = None
         if hint is not None:
             raise ImageError(hint) from e
         raise ImageError(f"{name}: not a decodable image (truncated or corrupt).") from e
+
+
+def _pillow_samples(im, name: str) -> tuple[np.ndarray, int]:
+    """(samples, bit depth) of a loaded Pillow image, palettes and CMYK as RGB(A)."""
+    mode = im.mode
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA")
+                        else "RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im, dtype=np.uint16), 16
+    elif mode == "I":
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ImageError(f"{name}: unsupported 32-bit integer image.")
+        return arr.astype(np.uint16), 16
+    elif mode == "F":
+        return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0), 16
+    elif mode == "CMYK" or mode == "YCbCr" or mode == "LAB" or mode == "HSV":
+        im = im.convert("RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGBA")
+    return np.asarray(im, dtype=np.uint8), 8
 
 
 def _to_image_data(array: np.ndarray, bit_depth: int, fmt: str, name: str) -> ImageData:
@@ -581,53 +700,138 @@ def _prepare_pixels(name: str, rgb, grayscale: bool, alpha) -> np.ndarray:
 
 
 def encode_image_bytes(rgb, ext: str, *, bit_depth: int = 8, grayscale: bool = False,
-                       alpha=None, name: str = "<bytes>", jpeg_quality: int = 95) -> bytes:
+                       alpha=None, name: str = "<bytes>", jpeg_quality: int = 95,
+                       metadata: Optional[ImageMetadata] = None,
+                       jpeg_subsampling: str = "4:4:4") -> bytes:
     """Encodes an image to bytes (the part of :func:`write_image` before the file).
 
     Args:
       rgb: float HxWx3 (or HxW gray) in [0, 1]; values are clipped and rounded.
-      ext: ".png", ".jpg"/".jpeg" or ".tif"/".tiff".
-      bit_depth: 8 or 16 (JPEG is always 8-bit; asking for 16 logs a warning).
+      ext: ".png", ".jpg"/".jpeg", ".tif"/".tiff", ".heic"/".heif" or ".avif".
+      bit_depth: 8 or 16 (JPEG, HEIC and AVIF are written 8-bit; asking for 16 logs
+        a warning).
       grayscale: store one gray channel (BT.601 luma unless the channels are equal).
       alpha: optional float HxW or HxWx1 in [0, 1] (not stored in JPEG).
       name: file name for messages.
       jpeg_quality: JPEG quality 1..100.
+      metadata: ICC profile, EXIF and XMP to store (None: none). Written as given, so
+        its EXIF orientation should be 1 (what :func:`read_image` returns).
+      jpeg_subsampling: JPEG chroma subsampling, one of :data:`JPEG_SUBSAMPLINGS`.
     """
     ext = ext.lower()
     if ext not in WRITE_EXTENSIONS:
         raise ImageError(
             f"{name}: unsupported output extension '{ext or '(none)'}' "
-            "(use .png, .jpg or .tif).")
+            "(use .png, .jpg, .tif, .heic or .avif).")
     if bit_depth not in (8, 16):
         raise ImageError(f"{name}: bit_depth must be 8 or 16, got {bit_depth}.")
-    if ext in (".jpg", ".jpeg"):
-        if bit_depth == 16:
-            logging.warning("%s: JPEG stores 8 bits per channel; writing 8-bit.", name)
-            bit_depth = 8
+    fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
+           ".heic": "heic", ".heif": "heic", ".avif": "avif"}.get(ext, "png")
+    if fmt == "jpeg":
+        _check_jpeg_options(name, jpeg_quality, jpeg_subsampling)
         if alpha is not None:
             logging.warning("%s: JPEG has no alpha channel; alpha dropped.", name)
             alpha = None
+    if fmt in ("heic", "avif"):
+        _require_pillow_plugin(fmt, name, "writing")
+    if fmt in ("jpeg", "heic", "avif") and bit_depth == 16:
+        logging.warning("%s: %s results are written with 8 bits per channel; writing 8-bit.",
+                        name, fmt.upper())
+        bit_depth = 8
     pixels = _to_integers(_prepare_pixels(name, rgb, grayscale, alpha), bit_depth)
-    if ext == ".png":
-        return tf.io.encode_png(pixels, compression=-1).numpy()
-    if ext in (".jpg", ".jpeg"):
-        return tf.io.encode_jpeg(pixels, format="grayscale" if pixels.shape[2] == 1 else "rgb",
-                                 quality=int(jpeg_quality)).numpy()
+    metadata = metadata if metadata else None
+    if fmt == "png":
+        return imeta.add_png_metadata(tf.io.encode_png(pixels, compression=-1).numpy(), metadata)
+    if fmt == "tiff":
+        return _encode_tiff(pixels, name, metadata)
+    if fmt == "jpeg":
+        return _encode_jpeg(pixels, name, int(jpeg_quality), jpeg_subsampling, metadata)
+    return _encode_heif(pixels, fmt, name, metadata)
+
+
+def _check_jpeg_options(name: str, quality, subsampling: str) -> None:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
+            or not 1 <= int(quality) <= 100:
+        raise ImageError(f"{name}: JPEG quality must be an integer from 1 to 100, got {quality!r}.")
+    if subsampling not in JPEG_SUBSAMPLINGS:
+        raise ImageError(f"{name}: JPEG chroma subsampling must be one of "
+                         f"{', '.join(JPEG_SUBSAMPLINGS)}; got {subsampling!r}.")
+
+
+def _pillow_image(pixels: np.ndarray):
+    """A Pillow image of 8-bit HxWxC samples (C = 1, 2, 3, 4: L, LA, RGB, RGBA)."""
+    from PIL import Image
+
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
+    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+
+
+def _pillow_exif(exif: Optional[bytes], name: str) -> bytes:
+    """The EXIF block with the header Pillow's JPEG/HEIC/AVIF writers expect; b"" when
+    absent or too long for a JPEG segment (with a warning)."""
+    if not exif:
+        return b""
+    if len(exif) + 8 > 0xFFFF:
+        logging.warning("%s: EXIF block of %d bytes is too long for one segment; not written.",
+                        name, len(exif))
+        return b""
+    return b"Exif\x00\x00" + exif
+
+
+def _encode_jpeg(pixels: np.ndarray, name: str, quality: int, subsampling: str,
+                 metadata: Optional[ImageMetadata]) -> bytes:
+    """8-bit HxWx1/3 samples -> JPEG through Pillow (libjpeg), with the metadata."""
+    buffer = io.BytesIO()
+    options = {"quality": quality, "subsampling": subsampling}
+    if metadata:
+        options.update(icc_profile=metadata.icc_profile or None,
+                       exif=_pillow_exif(metadata.exif, name))
+    _pillow_image(pixels).save(buffer, "JPEG", **options)
+    return imeta.insert_jpeg_xmp(buffer.getvalue(), metadata.xmp if metadata else None, name)
+
+
+def _encode_heif(pixels: np.ndarray, fmt: str, name: str,
+                 metadata: Optional[ImageMetadata]) -> bytes:
+    """8-bit samples -> HEIC (pillow-heif) or AVIF (Pillow) at :data:`HEIF_QUALITY`,
+    4:4:4 chroma, with the metadata. AVIF stores the orientation outside EXIF (Pillow
+    moves it there, re-encoding the EXIF block), so an upright image's EXIF goes into
+    AVIF without its orientation entry and otherwise unchanged."""
+    buffer = io.BytesIO()
+    if fmt == "heic":
+        options = {"quality": HEIF_QUALITY, "chroma": 444}
+    else:
+        options = {"quality": HEIF_QUALITY, "subsampling": "4:4:4"}
+    if metadata:
+        exif = metadata.exif
+        if fmt == "avif" and imeta.exif_orientation(exif) == 1:
+            exif = imeta.exif_without_orientation(exif)
+        options.update(icc_profile=metadata.icc_profile or None,
+                       exif=_pillow_exif(exif, name) or None, xmp=metadata.xmp or None)
+        options = {key: value for key, value in options.items() if value is not None}
+    _pillow_image(pixels).save(buffer, "HEIF" if fmt == "heic" else "AVIF", **options)
+    return buffer.getvalue()
+
+
+def _encode_tiff(pixels: np.ndarray, name: str, metadata: Optional[ImageMetadata]) -> bytes:
+    """8/16-bit samples -> zlib-compressed TIFF (tifffile), with the metadata as tags."""
     import tifffile
 
     buffer = io.BytesIO()
     channels = pixels.shape[2]
     kwargs = {"photometric": "minisblack" if channels <= 2 else "rgb",
-              "compression": "zlib"}
+              "compression": "zlib", "metadata": None, "software": False,
+              "byteorder": imeta.tiff_byte_order(metadata)}
     if channels in (2, 4):
         kwargs["extrasamples"] = ["unassalpha"]
     tifffile.imwrite(buffer, pixels if channels > 1 else pixels[:, :, 0], **kwargs)
-    return buffer.getvalue()
+    return imeta.add_tiff_metadata(buffer.getvalue(), metadata, name)
 
 
 def write_image(path: PathLike, rgb, *, bit_depth: int = 8, grayscale: bool = False,
-                alpha=None) -> None:
-    """Writes an image atomically (PNG 8/16-bit, JPEG 8-bit, TIFF 8/16-bit).
+                alpha=None, metadata: Optional[ImageMetadata] = None,
+                jpeg_quality: int = 95, jpeg_subsampling: str = "4:4:4") -> None:
+    """Writes an image atomically (PNG 8/16-bit, JPEG 8-bit, TIFF 8/16-bit; HEIC and
+    AVIF 8-bit with the ``photo`` extra).
 
     The data is written to a temporary file in the destination folder, then moved
     over ``path`` with ``os.replace``, so a partial file never exists under
@@ -635,15 +839,21 @@ def write_image(path: PathLike, rgb, *, bit_depth: int = 8, grayscale: bool = Fa
     exist.
 
     Args:
-      path: destination; the extension picks the format (.png, .jpg/.jpeg, .tif/.tiff).
+      path: destination; the extension picks the format (.png, .jpg/.jpeg,
+        .tif/.tiff, .heic/.heif, .avif).
       rgb: float HxWx3 (or HxW gray) in [0, 1]; values are clipped and rounded.
-      bit_depth: 8 or 16 (JPEG writes 8 with a warning).
+      bit_depth: 8 or 16 (JPEG, HEIC and AVIF write 8 with a warning).
       grayscale: store a single gray channel.
-      alpha: optional float HxW or HxWx1 in [0, 1] (PNG and TIFF).
+      alpha: optional float HxW or HxWx1 in [0, 1] (PNG, TIFF, HEIC, AVIF).
+      metadata: ICC profile, EXIF and XMP to store, e.g. ``read_image(src).metadata``;
+        None (the default) stores none.
+      jpeg_quality: JPEG quality 1..100 (default 95).
+      jpeg_subsampling: JPEG chroma subsampling, "4:4:4" (default: full colour
+        detail), "4:2:2" or "4:2:0".
 
     Raises:
-      ImageError: bad extension, bit depth, shapes or values, or the file cannot
-        be written.
+      ImageError: bad extension, bit depth, JPEG option, shapes or values; HEIC/AVIF
+        without the package to write it; or the file cannot be written.
     """
     path = os.fspath(path)
     name = path
@@ -652,7 +862,8 @@ def write_image(path: PathLike, rgb, *, bit_depth: int = 8, grayscale: bool = Fa
     folder = os.path.dirname(os.path.abspath(path))
     ext = os.path.splitext(path)[1]
     data = encode_image_bytes(rgb, ext, bit_depth=bit_depth, grayscale=grayscale,
-                              alpha=alpha, name=name)
+                              alpha=alpha, name=name, jpeg_quality=jpeg_quality,
+                              metadata=metadata, jpeg_subsampling=jpeg_subsampling)
     if not os.path.isdir(folder):
         raise ImageError(f"{name}: the folder {folder} does not exist; create it first.")
     _write_image_file(path, folder, data)

@@ -195,7 +195,7 @@ def test_default_console_output_is_the_commands_own(tmp_path, rng, weights_file)
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "kpac-deblur: error: bad.jpg: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF or WebP data)."
+        "kpac-deblur: error: bad.jpg: not a supported image (expected PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC or AVIF data)."
     ]
     out = result.stdout.splitlines()
     assert len(out) == 1 and out[0].startswith("1 deblurred, 1 failed, ")

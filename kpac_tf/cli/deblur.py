@@ -5,13 +5,17 @@ usage: kpac-deblur [flags] INPUT [INPUT ...]
     kpac-deblur photo.jpg shots/ 'more/*.png' --output_dir=sharp
     kpac-deblur --weights=single_3level.npz --ensemble photo.png
     kpac-deblur --dual_pixel --weights=dual.npz left.png right.png centre.png
+    kpac-deblur --jpeg_quality=98 IMG_1234.jpg IMG_1235.heic
 
 Inputs are files, globs or folders (their images, not recursive). Each result keeps the
-input's format, bit depth (8/16), grayscale and alpha. Only kpac-3level ships weights
-(the default); the 2-level and dual-pixel models need the authors' files or your own
-training (--weights). Bad inputs are reported one line each and skipped; the others are
-still deblurred. Results are written atomically, never replace an input, and never
-replace an earlier result without --overwrite.
+input's format, bit depth (8/16), grayscale and alpha, and its colour profile, EXIF
+(orientation reset to 1: the pixels are upright) and XMP unless --strip_metadata; JPEG
+results use 4:4:4 chroma. HEIC and AVIF need the photo extra (pip install
+"kpac_tf[photo]"). Only kpac-3level ships weights (the default); the 2-level and
+dual-pixel models need the authors' files or your own training (--weights). Bad inputs
+are reported one line each and skipped; the others are still deblurred. Results are
+written atomically, never replace an input, and never replace an earlier result
+without --overwrite.
 
 Exit status: 0 all deblurred; 1 some inputs failed; 2 nothing done (usage error, or
 weights / output folder unusable); 130 Ctrl-C.
@@ -41,6 +45,33 @@ flags.DEFINE_string("suffix", "_deblurred", "Appended to each input's file stem.
 flags.DEFINE_boolean(
     "dual_pixel", False, "Inputs are LEFT RIGHT CENTRE file triples for the dual-pixel model."
 )
+flags.DEFINE_string("jpeg_quality", "95", "Quality of JPEG results: 1-100, or keep (the input's "
+                    "own, estimated from its quantisation tables). Chroma stays at full "
+                    "resolution (4:4:4).")
+flags.DEFINE_boolean("strip_metadata", False, "Write results without the input's colour "
+                     "profile, EXIF and XMP (kept by default).", allow_override=True)
+
+
+def jpeg_quality_value(text: str) -> int | None:
+    """--jpeg_quality as an integer 1..100, or None for keep; ValueError otherwise."""
+    text = text.strip().lower()
+    if text == "keep":
+        return None
+    if text.isdigit() and 1 <= int(text) <= 100:
+        return int(text)
+    raise ValueError(f"--jpeg_quality must be an integer from 1 to 100 or keep, got {text!r}.")
+
+
+def _is_jpeg_quality(text: str) -> bool:
+    try:
+        jpeg_quality_value(text)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("jpeg_quality", _is_jpeg_quality,
+                         message="--jpeg_quality must be an integer from 1 to 100 or keep.")
 
 Job = tuple[list[Path], Path]  # input files (one, or left/right/centre), result path
 
@@ -85,7 +116,7 @@ def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
 def output_path(source: Path, output_dir: Path, suffix: str) -> Path:
     """Result path for ``source``: same extension; BMP/GIF/WebP results become PNG."""
     extension = source.suffix.lower()
-    if extension not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+    if extension not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".heic", ".heif", ".avif"):
         extension = ".png"
     return output_dir / f"{source.stem}{suffix}{extension}"
 
@@ -163,8 +194,11 @@ def deblur_all(deblurrer, jobs: list[Job]) -> int:
             else:
                 result = deblurrer.deblur(images[0].stored_rgb)
             source = images[-1]
+            quality = jpeg_quality_value(FLAGS.jpeg_quality)
             kio.write_image(target, result, bit_depth=source.bit_depth,
-                            grayscale=source.grayscale, alpha=source.alpha)
+                            grayscale=source.grayscale, alpha=source.alpha,
+                            metadata=None if FLAGS.strip_metadata else source.metadata,
+                            jpeg_quality=quality or source.jpeg_quality or 95)
         except (kio.ImageError, ValueError) as error:
             tqdm.write(runner.line("error", str(error)), file=sys.stderr)
             failed += 1

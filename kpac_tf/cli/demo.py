@@ -12,6 +12,9 @@ so its sharp original is known. It writes the input, the result and a side-by-si
 figure (input / result / ground truth, with zoomed crops) and prints PSNR and SSIM
 before and after. With a PHOTO it writes the result and a figure (input / result with a
 zoomed crop where the result changed most); there is no ground truth, so no scores.
+The PNG result keeps the photo's bit depth, colour profile, EXIF (orientation reset to
+1: the pixels are upright) and XMP unless --strip_metadata. HEIC and AVIF photos need
+the photo extra (pip install "kpac_tf[photo]").
 kpac-demo rewrites its own files in --output_dir (use kpac-deblur for results that are
 never replaced).
 
@@ -34,6 +37,8 @@ flags.DEFINE_string("output_dir", None, f"Folder for the input, the result and t
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
                   "auto: bfloat16 on CPUs with AMX-BF16 (about 2-3x faster), float32 elsewhere.",
                   allow_override=True)
+flags.DEFINE_boolean("strip_metadata", False, "Write results without the input's colour "
+                     "profile, EXIF and XMP (kept by default).", allow_override=True)
 flags.DEFINE_string("sample", "stereo_motorcycle", "Name of the bundled sample (kpac_tf/assets/samples) "
                     "run when no PHOTO is given.")
 
@@ -149,7 +154,8 @@ def run_photo(photo: Path, output_dir: Path) -> int:
     result = deblurrer.deblur(image.rgb)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        kio.write_image(result_path, result, bit_depth=image.bit_depth)
+        kio.write_image(result_path, result, bit_depth=image.bit_depth,
+                        metadata=None if FLAGS.strip_metadata else image.metadata)
     except kio.ImageError as error:
         runner.error(str(error))
         return runner.EXIT_FAILED
