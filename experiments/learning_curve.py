@@ -15,6 +15,15 @@ With --baseline (any weights source, e.g. the file a run started from), the same
 validation pass is run on those weights first: --data, --crop, --val_images, --val_crop
 and --bit_depth as given to kpac-train rebuild the run's validation scenes (synthetic and
 pool scenes do not depend on the data seed), so the table reads against the start.
+
+With --soft_content, each run's checkpoints (``RUN/checkpoints/ckpt-STEP``) are also
+scored on the soft-content benchmark (``soft_content_benchmark.py``'s default scenes,
+scikit-image's held-out photos and --soft_natural's, float32): per step, PSNR(result,
+input) of the scenes fed sharp (mean, worst), the gains on the in-focus and defocused
+pixels of the partly defocused scenes, and PSNR(result, input) of the photos labelled
+sharp (mean, worst). A run keeps only its last few checkpoints, so the figures of every
+step scored are kept in ``RUN/soft_content_curve.json``: run it again while the run
+trains and the curve grows.
 """
 from __future__ import annotations
 
@@ -36,6 +45,10 @@ flags.DEFINE_integer("crop", 512, "With --baseline: kpac-train's --crop (the siz
 flags.DEFINE_integer("val_images", 0, "With --baseline: kpac-train's --val_images (0: its default).")
 flags.DEFINE_integer("val_crop", 512, "With --baseline: kpac-train's --val_crop (0: whole images).")
 flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "With --baseline: kpac-train's --bit_depth.")
+flags.DEFINE_boolean("soft_content", False, "Also score every checkpoint of each run on the "
+                     "soft-content benchmark (kept in RUN/soft_content_curve.json).")
+flags.DEFINE_string("soft_natural", None, "With --soft_content: a natural photo folder whose "
+                    "heldout/ photos join the benchmark.")
 
 
 def read_scalars(event_dir: Path) -> dict[str, dict[int, float]]:
@@ -100,6 +113,83 @@ def gain_table(gains: dict[int, float], columns: int) -> list[str]:
     return lines
 
 
+def checkpoint_steps(run: Path) -> dict[int, Path]:
+    """{step: checkpoint prefix} of the checkpoints a kpac-train run holds now."""
+    found = {}
+    for index in (run / "checkpoints").glob("ckpt-*.index"):
+        step = index.name[len("ckpt-"):-len(".index")]
+        if step.isdigit():
+            found[int(step)] = index.with_suffix("")
+    return dict(sorted(found.items()))
+
+
+def soft_content_curve(run: Path, benchmark) -> dict[int, dict]:
+    """{step: soft-content summary} of ``run``: the steps in RUN/soft_content_curve.json
+    scored on the same benchmark settings, and its checkpoints not scored yet (scored
+    now and added to that file)."""
+    import json
+
+    import soft_content_scores
+    from kpac_tf import io as kio
+
+    path = run / "soft_content_curve.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    curve = stored.get("steps", {}) if stored.get("benchmark") == benchmark.settings else {}
+    for step, prefix in checkpoint_steps(run).items():
+        if str(step) not in curve:
+            scores = soft_content_scores.score_weights(str(prefix), benchmark, keep_images=False)
+            curve[str(step)] = soft_content_scores.jsonable(scores.summary)
+            kio.write_json(str(path), {"benchmark": benchmark.settings, "steps": curve})
+    return {int(step): summary for step, summary in sorted(curve.items(), key=lambda kv: int(kv[0]))}
+
+
+def soft_content_table(curve: dict[int, dict]) -> list[str]:
+    """Markdown lines: the soft-content figures per step (dB)."""
+    def number(value, signed=False):
+        if value is None:
+            return "-"
+        if isinstance(value, str):
+            return value
+        return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+    lines = ["| step | sharp scenes mean | worst | in-focus px gain | defocused px gain | "
+             "sharp photos mean | worst |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for step, s in curve.items():
+        scenes, part = s.get("sharp", {}).get("all", {}), s.get("partial_defocus", {}).get("all", {})
+        photos = s.get("natural", {}).get("sharp", {})
+        lines.append(f"| {step} | {number(scenes.get('mean'))} | {number(scenes.get('worst'))} | "
+                     f"{number(part.get('in_focus_gain'), True)} | "
+                     f"{number(part.get('defocused_gain'), True)} | "
+                     f"{number(photos.get('mean'))} | {number(photos.get('worst'))} |")
+    return lines
+
+
+def print_soft_content(runs: list[str]) -> int:
+    """Prints each run's soft-content curve; returns the exit status."""
+    import soft_content_scores
+
+    try:
+        benchmark = soft_content_scores.build_benchmark(natural=FLAGS.soft_natural)
+    except (OSError, ValueError) as error:
+        print(f"error: --soft_natural={FLAGS.soft_natural}: {error}", file=sys.stderr)
+        return 1
+    status = 0
+    for run in runs:
+        try:
+            curve = soft_content_curve(Path(run), benchmark)
+        except (OSError, ValueError) as error:
+            print(f"error: {run}: {error}", file=sys.stderr)
+            status = 1
+            continue
+        if not curve:
+            print(f"error: {run}: no checkpoint to score on the soft-content benchmark.", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{run}: soft-content benchmark, {len(curve)} checkpoints ({benchmark.describe()})")
+        print("\n".join(soft_content_table(curve)) + "\n")
+    return status
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -136,6 +226,8 @@ def main(argv):
         print(f"{run}: in-run validation gain, {len(gains)} validations")
         print("\n".join(gain_table(gains, FLAGS.columns)))
         print(f"best {gains[best]:+.2f} dB at step {best}; last {gains[last]:+.2f} dB at step {last}\n")
+    if FLAGS.soft_content:
+        status = print_soft_content(FLAGS.run) or status
     return status
 
 

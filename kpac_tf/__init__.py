@@ -9,6 +9,15 @@ The names below are imported lazily, so numpy-only submodules such as
 from __future__ import annotations
 
 import importlib
+import os
+
+# TensorFlow's own CPU convolution kernels cannot compute the gradients of dilated
+# convolutions ("Current CPU implementations do not yet support dilation rates larger
+# than 1"); its oneDNN kernels can, and are faster. TensorFlow turns oneDNN on by itself
+# only on some CPUs, and reads this variable once, when it loads: set it before
+# TensorFlow is imported (kpac_tf.layers also falls back to a form every kernel can
+# differentiate when oneDNN is off).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 
