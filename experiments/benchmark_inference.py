@@ -8,7 +8,8 @@ Prints, in one run:
 - the forward of one --width x --height photo (skimage's chelsea, resized) through each
   route: TF float32 (the Deblurrer's compiled function, the same network written with
   raw tf.nn ops as a reference for Keras' overhead, and model.predict), the TF
-  bfloat16 routes (the library's bfloat16 copy, the Keras mixed_bfloat16 policy as
+  bfloat16 routes (the library's bfloat16 copy, the same with its last conv computing
+  3 channels instead of 16 (the A/B of that padding), the Keras mixed_bfloat16 policy as
   training uses it, the oneDNN bfloat16 graph rewrite), TFLite, ONNX Runtime float32,
   and OpenVINO float32 and bfloat16 (ONNX routes when the ``onnx`` extra is installed,
   OpenVINO when ``openvino`` is). Each route runs in its own process, back to back;
@@ -47,6 +48,7 @@ ROUTES = (
     "tf_nn_reference_float32",
     "keras_predict_float32",
     "tf_bfloat16",
+    "tf_bfloat16_unpadded",
     "tf_mixed_policy",
     "tf_onednn_rewrite",
     "tflite_float32",
@@ -55,12 +57,13 @@ ROUTES = (
     "openvino_bfloat16",
 )
 # Which matmul ceiling each route is compared with.
-BFLOAT16_ROUTES = ("tf_bfloat16", "tf_mixed_policy", "tf_onednn_rewrite", "openvino_bfloat16")
+BFLOAT16_ROUTES = ("tf_bfloat16", "tf_bfloat16_unpadded", "tf_mixed_policy", "tf_onednn_rewrite", "openvino_bfloat16")
 LABELS = {
     "tf_float32": "TF float32 (Deblurrer, tf.function)",
     "tf_nn_reference_float32": "TF float32, raw tf.nn ops (reference)",
     "keras_predict_float32": "TF float32, model.predict",
     "tf_bfloat16": "TF bfloat16 copy (precision=bfloat16)",
+    "tf_bfloat16_unpadded": "TF bfloat16 copy, last conv to 3 channels",
     "tf_mixed_policy": "TF Keras mixed_bfloat16 (float32 last conv)",
     "tf_onednn_rewrite": "TF oneDNN bfloat16 graph rewrite",
     "tflite_float32": "TFLite float32",
@@ -129,7 +132,26 @@ def _photo():
     return image.astype(np.float32)[np.newaxis]
 
 
-def _tf_route(model, image, precision: str | None = None, last_float32: bool = False):
+def _unpadded_bfloat16_copy(model):
+    """The bfloat16 copy as it was before the last conv's channel padding: d2_2 in
+    bfloat16, computing its 3 output channels only (the A/B of that padding)."""
+    import keras
+
+    from kpac_tf.models import build_kpac, model_config
+    from kpac_tf.weights import get_arrays, set_arrays
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        twin = build_kpac(model_config(model), float32_last_conv=False, output_conv_channels=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    set_arrays(twin, get_arrays(model), f"model {model.name!r}")
+    return twin
+
+
+def _tf_route(model, image, precision: str | None = None, last_float32: bool = False,
+              unpadded: bool = False):
     import tensorflow as tf
 
     from kpac_tf.inference import Deblurrer, bfloat16_copy
@@ -137,7 +159,8 @@ def _tf_route(model, image, precision: str | None = None, last_float32: bool = F
     if precision is not None:
         forward = Deblurrer(model, memory_budget_mb=1e6, precision=precision)._forward
     else:
-        twin = bfloat16_copy(model, float32_last_conv=last_float32)
+        twin = _unpadded_bfloat16_copy(model) if unpadded else bfloat16_copy(
+            model, float32_last_conv=last_float32)
         forward = tf.function(
             lambda x: twin(x, training=False),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
@@ -236,6 +259,8 @@ def route_function(route: str, model, image):
         return lambda: model.predict(image, verbose=0)
     if route == "tf_bfloat16":
         return _tf_route(model, image, "bfloat16")
+    if route == "tf_bfloat16_unpadded":
+        return _tf_route(model, image, unpadded=True)
     if route == "tf_mixed_policy":
         return _tf_route(model, image, last_float32=True)
     if route == "tf_onednn_rewrite":

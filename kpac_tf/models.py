@@ -14,6 +14,12 @@ precision; everything in between runs in the policy's compute dtype. For inferen
 too (its 3-channel output is cast to float32 at the residual addition), which keeps
 the float32 copy of its 96-channel full-resolution input out of memory.
 
+The last conv (d2_2, 96 -> 3 at full resolution) is a :class:`kpac_tf.layers.OutputConv2D`:
+the same variables and numbers, computed in a shape the CPU's kernels take well (see
+:func:`build_kpac`'s ``output_conv_channels`` and ``output_conv_form``). Its variables
+keep the authors' layout [5, 5, 96, 3] and names whatever the form, so weights and
+checkpoints move freely between forms and precisions.
+
 Layer names follow the authors' TensorLayer names (c0, c0_2, ..., cm_1, d2_2) so that
 weights can be matched by name; the KPAC blocks are ``block1``, ``block2``, ...
 """
@@ -105,6 +111,17 @@ _DECODER = (
     ("d2", 48, "d2_2", 3, 5),
 )
 _SKIP_AFTER = ("c0_2", "c2_2", "c3_2")  # f1, f2, f3
+#: Output channels the last conv computes under a bfloat16 compute policy (zero kernels
+#: beyond the 3 real ones): oneDNN's AMX kernels take channel counts that are multiples
+#: of 16; with 3 output channels the conv left AMX for plain AVX-512 kernels and took
+#: 45% of a bfloat16 training step on an AMX CPU. Under float32 no padding: on an AVX2
+#: CPU, 16 channels made the conv's training passes about 2.8x slower.
+BFLOAT16_OUTPUT_CONV_CHANNELS = 16
+#: The default training form of the last conv (kpac_tf.layers.OUTPUT_CONV_FORMS): its
+#: forward and both gradients ran 1.75x faster than the direct form in float32 with
+#: oneDNN on an AVX2 CPU (experiments/benchmark_training.py).
+DEFAULT_OUTPUT_CONV_FORM = "transposed"
+
 # The dtype policy of the layers that stay float32 under mixed precision.
 _FULL_PRECISION = "float32"
 
@@ -120,6 +137,16 @@ def resolve_config(config: ModelConfig | str | None = None, **overrides) -> Mode
             )
         config = PRESETS[config]
     return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def default_output_conv_channels() -> int:
+    """Output channels the last conv computes by default under the current global dtype
+    policy: :data:`BFLOAT16_OUTPUT_CONV_CHANNELS` when it computes in bfloat16
+    ("mixed_bfloat16", whether the last conv itself runs in float32 or not), else 0
+    (the plain 3 channels: padding slowed float32 down on an AVX2 CPU)."""
+    if keras.config.dtype_policy().compute_dtype == "bfloat16":
+        return BFLOAT16_OUTPUT_CONV_CHANNELS
+    return 0
 
 
 def _make_block(config: ModelConfig, index: int) -> keras.layers.Layer:
@@ -139,13 +166,18 @@ def _make_block(config: ModelConfig, index: int) -> keras.layers.Layer:
 
 def _kpac_graph(
     net_input, residual_base, config: ModelConfig, alpha_inputs: list | None,
-    float32_last_conv: bool = True,
+    float32_last_conv: bool = True, output_conv: dict | None = None,
 ):
     """The authors' network on padded [-1,1] tensors; returns (output, attention list).
 
     ``alpha_inputs``: per block, a tensor that replaces its computed scale attention.
     ``float32_last_conv``: d2_2 runs in float32 whatever the dtype policy.
+    ``output_conv``: keyword arguments of :func:`kpac_tf.layers.output_conv` for d2_2
+    (``pad_channels``: None for :func:`default_output_conv_channels`; ``training_form``).
     """
+    output_conv = dict(output_conv or {})
+    if output_conv.get("pad_channels") is None:
+        output_conv["pad_channels"] = default_output_conv_channels()
     x = net_input
     skips = []
     encoder = _ENCODER[: 2 * (config.levels + 1)]
@@ -169,11 +201,14 @@ def _kpac_graph(
     ):
         x = kl.deconv(up_filters, name=up_name)(x)
         x = keras.layers.Concatenate(name=f"{up_name}_concat")([x, skip])
-        last = conv_name == "d2_2"
-        x = kl.conv(
-            conv_filters, kernel, activation=None if last else "leaky", name=conv_name,
-            dtype=_FULL_PRECISION if last and float32_last_conv else None,
-        )(x)
+        if conv_name == "d2_2":
+            layer = kl.output_conv(
+                conv_filters, kernel, name=conv_name,
+                dtype=_FULL_PRECISION if float32_last_conv else None, **output_conv,
+            )
+        else:
+            layer = kl.conv(conv_filters, kernel, name=conv_name)
+        x = layer(x)
     x = keras.layers.Add(name="residual_add", dtype=_FULL_PRECISION)([x, residual_base])
     return x, attention
 
@@ -186,6 +221,8 @@ def build_kpac(
     input_shape: tuple | None = None,
     name: str | None = None,
     float32_last_conv: bool = True,
+    output_conv_channels: int | None = None,
+    output_conv_form: str = DEFAULT_OUTPUT_CONV_FORM,
     **overrides,
 ) -> keras.Model:
     """Build a KPAC Keras model.
@@ -205,6 +242,11 @@ def build_kpac(
             float32 (the default, as training does); False runs it in the policy's
             compute dtype (inference: less memory, about 0.2 dB lower PSNR against
             float32). No effect under float32. The weights are the same either way.
+        output_conv_channels, output_conv_form: how the last conv is computed (same
+            numbers, same variables; :class:`kpac_tf.layers.OutputConv2D`): channels
+            computed, zero-kernel constants beyond the 3 real ones (None:
+            :func:`default_output_conv_channels`; 0: none), and its training form,
+            "transposed" (default) or "direct" (inference runs the plain conv).
         **overrides: ModelConfig fields, e.g. num_blocks=3, kernel_sharing=False.
 
     Returns:
@@ -237,8 +279,9 @@ def build_kpac(
             for i in range(1, config.num_blocks + 1)
         ]
         inputs = [*(inputs if isinstance(inputs, list) else [inputs]), *alpha_inputs]
+    output_conv = {"pad_channels": output_conv_channels, "training_form": output_conv_form}
     net_output, attention = _kpac_graph(
-        net_input, residual_base, config, alpha_inputs, float32_last_conv
+        net_input, residual_base, config, alpha_inputs, float32_last_conv, output_conv
     )
     output = CropToImage(name="to_image", dtype=_FULL_PRECISION)([net_output, reference])
     if return_attention:
