@@ -116,6 +116,50 @@ def tile_size_for_budget(
     return max(side, MIN_TILE)
 
 
+def smallest_tile_for_overlap(overlap: int, multiple: int = 8) -> int:
+    """The smallest tile side (a multiple of ``multiple``, at least MIN_TILE) that is more
+    than twice ``overlap``, as blending needs."""
+    return max(MIN_TILE, padded_size(2 * int(overlap) + 2, multiple))
+
+
+def check_tiling(tile_size: int | None, overlap: int, memory_budget_mb: float, multiple: int = 8,
+                 precision: str = "float32") -> int:
+    """The tile side for these settings; a ValueError that names the setting at fault
+    (and a value that works) when they do not fit together.
+
+    ``tile_size`` None: the side comes from ``memory_budget_mb`` (see
+    :func:`tile_size_for_budget`); else it is ``tile_size`` rounded up to ``multiple``.
+    A tile must be more than twice ``overlap``.
+    """
+    if overlap < 0:
+        raise ValueError(f"The tile overlap must be 0 px or more, got {overlap}.")
+    smallest = smallest_tile_for_overlap(overlap, multiple)
+    if tile_size is not None:
+        if tile_size < MIN_TILE:
+            raise ValueError(f"The tile size must be at least {MIN_TILE} px, got {tile_size}.")
+        tile = int(padded_size(int(tile_size), multiple))
+        if overlap >= tile // 2:
+            rounded = f" ({tile} px once rounded up to a multiple of {multiple})" if tile != tile_size else ""
+            raise ValueError(
+                f"A tile size of {tile_size} px{rounded} is too small for a tile overlap of {overlap} px "
+                f"(tiles must be more than twice the overlap): use tiles of at least {smallest} px, "
+                f"or an overlap under {tile // 2} px.")
+        return tile
+    bytes_per_pixel = ACTIVATION_BYTES_PER_PIXEL_BY_PRECISION.get(precision, ACTIVATION_BYTES_PER_PIXEL)
+    needed = math.ceil(smallest * smallest * bytes_per_pixel / 2**20)
+    if not (math.isfinite(memory_budget_mb) and memory_budget_mb > 0):
+        raise ValueError(f"The memory budget must be a positive number of MB, got {memory_budget_mb:g}; "
+                         f"{needed} MB is the smallest that works with a tile overlap of {overlap} px "
+                         f"(tiles of {smallest} px).")
+    tile = tile_size_for_budget(memory_budget_mb, multiple, precision)
+    if overlap >= tile // 2:
+        raise ValueError(
+            f"A memory budget of {memory_budget_mb:g} MB gives tiles of {tile} px, too small for a tile "
+            f"overlap of {overlap} px (tiles must be more than twice the overlap): give a budget of at "
+            f"least {needed} MB (tiles of {smallest} px), or an overlap under {tile // 2} px.")
+    return tile
+
+
 def resolve_precision(precision: str = "auto") -> tuple[str, str]:
     """("float32" or "bfloat16", the reason in words) for a ``precision`` setting.
 
@@ -228,20 +272,9 @@ class Deblurrer:
         _log_precision(self.precision, self.precision_reason, precision)
         self.overlap = int(overlap)
         self.ensemble = bool(ensemble)
-        multiple = self.config.multiple
-        if tile_size is None:
-            self.tile_size = tile_size_for_budget(memory_budget_mb, multiple, self.precision)
-            self.tile_only_when_needed = True
-        else:
-            if tile_size < MIN_TILE:
-                raise ValueError(f"tile_size must be at least {MIN_TILE} pixels, got {tile_size}.")
-            self.tile_size = int(padded_size(int(tile_size), multiple))
-            self.tile_only_when_needed = False
-        if self.overlap < 0 or self.overlap >= self.tile_size // 2:
-            raise ValueError(
-                f"overlap must be in [0, {self.tile_size // 2}) for tiles of {self.tile_size} px, "
-                f"got {overlap}."
-            )
+        self.tile_size = check_tiling(tile_size, self.overlap, memory_budget_mb,
+                                      self.config.multiple, self.precision)
+        self.tile_only_when_needed = tile_size is None
         views = 3 if self.config.dual_pixel else 1
         spec = tf.TensorSpec([None, None, None, 3], tf.float32)
         running = self.model

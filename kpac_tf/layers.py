@@ -18,6 +18,8 @@ Layers:
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Sequence
 
 import keras
@@ -43,11 +45,46 @@ def same_padding(kernel_size: int, dilation: int) -> list[list[int]]:
     return [[0, 0], [before, total - before], [before, total - before], [0, 0]]
 
 
+@functools.lru_cache(maxsize=None)
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its CPU ops on oneDNN (``TF_ENABLE_ONEDNN_OPTS``, read once
+    when TensorFlow loads; importing :mod:`kpac_tf` first turns it on). True when the
+    build does not say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - a build without the query
+        return True
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def native_dilated_gradients(bfloat16: bool) -> bool:
+    """Whether this CPU's conv kernels differentiate dilated convs: oneDNN's do, in
+    bfloat16 only where it has bfloat16 kernels (CPUs with AVX-512); elsewhere
+    TensorFlow falls back to its own kernels, which do not."""
+    if not onednn_enabled():
+        return False
+    if not bfloat16:
+        return True
+    from kpac_tf.cpu import cpu_flags
+
+    flags = cpu_flags()
+    return not flags or "avx512f" in flags
+
+
 def same_conv2d(x: tf.Tensor, kernel: tf.Tensor, kernel_size: int, dilation: int) -> tf.Tensor:
     """A stride-1 NHWC conv equal to TF's 'SAME' one, as an explicit zero pad followed by a
     'VALID' conv. (TensorFlow's CPU gradient kernels reject dilated convs with padding
-    given as a pad list, so the pads are a separate op; converters fold them back in.)"""
+    given as a pad list, so the pads are a separate op; converters fold them back in.)
+
+    TensorFlow's own CPU kernels (oneDNN off: TensorFlow imported before kpac_tf on a
+    CPU where it does not turn oneDNN on by itself; or bfloat16 on a CPU without
+    AVX-512, :func:`native_dilated_gradients`) cannot differentiate a dilated conv at
+    all; there the dilated conv is computed as ``tf.nn.atrous_conv2d`` (space to
+    batch, plain conv, batch to space), the same sums in a form every kernel can
+    differentiate."""
     padded = tf.pad(x, same_padding(kernel_size, dilation))
+    if int(dilation) > 1 and not native_dilated_gradients(x.dtype == tf.bfloat16):
+        return tf.nn.atrous_conv2d(padded, kernel, rate=int(dilation), padding="VALID")
     return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID", dilations=int(dilation))
 
 

@@ -21,7 +21,11 @@ so there is one loop and one step function for all of them.
   pipeline is indexed by sample number (:mod:`kpac_tf.data.pipeline`), so the data
   position is the step. TensorFlow writes checkpoint files under temporary names and
   updates the ``checkpoint`` index atomically, so a run killed at any moment (even
-  SIGKILL during a save) resumes from its last complete checkpoint. A finished run
+  SIGKILL during a save) resumes from its last complete checkpoint. A checkpoint that
+  does not read (its data file cut short by a full disk or a broken copy, its index
+  missing) is named in one warning and the run resumes from the newest one that reads
+  (the record's ``damaged_checkpoints`` and ``resumed_from`` say so); when none reads,
+  :class:`CheckpointsUnreadableError` names them all. A finished run
   (checkpoint at ``steps``, weights and record written) is left alone: ``train``
   returns its result and writes nothing.
 - NaN guard: a non-finite loss stops the run with :class:`NonFiniteLossError` before
@@ -40,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import time
 from typing import Any, Callable
@@ -58,6 +63,7 @@ from kpac_tf.train_config import TrainConfig, TrainData
 from kpac_tf.train_reports import Reporter, due
 
 __all__ = [
+    "CheckpointsUnreadableError",
     "KPACTrainer",
     "NonFiniteLossError",
     "TrainConfig",
@@ -320,6 +326,8 @@ class _Run:
     started: float = 0.0
     logs: dict = dataclasses.field(default_factory=dict)
     val_psnr: float | None = None
+    resumed_from: str | None = None
+    damaged_checkpoints: list = dataclasses.field(default_factory=list)
 
     def start_clock(self) -> None:
         """This invocation's training time counts from now."""
@@ -376,15 +384,21 @@ def _build_run(model_fn: Callable[[], keras.Model], config: TrainConfig,
     return _Run(network, trainer, optimizer, checkpoint, manager, step_var, wall_var, paths)
 
 
+class CheckpointsUnreadableError(ValueError):
+    """None of a run's checkpoints reads (each is named in the message); nothing was restored."""
+
+
 def _restore_or_initialise(run: _Run, init_from: str | None) -> None:
-    """Resumes from the latest checkpoint, else loads ``init_from`` (if any); sets where
-    the run starts."""
+    """Resumes from the newest checkpoint that reads, else loads ``init_from`` (if any);
+    sets where the run starts. Newer checkpoints that do not read (cut short, index
+    missing) are named in one warning line and kept in ``run.damaged_checkpoints``."""
     from kpac_tf import weights as kweights
 
-    latest = tf.train.latest_checkpoint(run.paths.checkpoints)
+    latest = _newest_readable_checkpoint(run)
     if latest:
         _check_same_averaging(run)
         _restore(run.checkpoint, latest)
+        run.resumed_from = latest
         logging.info("Resumed from %s (step %d).", latest, int(run.step_var.numpy()))
         if init_from:
             logging.info("Ignoring init_from=%s: the run resumes from its checkpoint.", init_from)
@@ -394,6 +408,76 @@ def _restore_or_initialise(run: _Run, init_from: str | None) -> None:
     run.start_step = run.step = int(run.step_var.numpy())
     run.last_saved = run.start_step if latest else None
     run.wall_before = float(run.wall_var.numpy())
+
+
+def _newest_readable_checkpoint(run: _Run) -> str | None:
+    """The newest checkpoint of the run whose every tensor reads (None: the run has none).
+
+    Raises:
+        CheckpointsUnreadableError: the run has checkpoints and none of them reads.
+    """
+    folder = run.paths.checkpoints
+    damaged: list[tuple[str, str]] = []
+    for prefix in _checkpoint_candidates(folder):
+        problem = _unreadable(prefix)
+        if problem is None:
+            if damaged:
+                logging.warning("%s; resuming from %s instead.", _damage_line(damaged, folder),
+                                os.path.basename(prefix))
+            run.damaged_checkpoints = [{"checkpoint": os.path.basename(path), "problem": why}
+                                       for path, why in damaged]
+            return prefix
+        damaged.append((prefix, problem))
+    if damaged:
+        raise CheckpointsUnreadableError(
+            f"{_damage_line(damaged, folder)}, and the run has no other; move {folder} aside "
+            "to start the run afresh, or use a new work directory.")
+    return None
+
+
+def _damage_line(damaged: list[tuple[str, str]], folder: str) -> str:
+    """The words naming checkpoints that do not read, and why: "Checkpoint ckpt-6 (why)
+    in FOLDER does not read", or "Checkpoints ... do not read" for several."""
+    named = ", ".join(f"{os.path.basename(path)} ({why})" for path, why in damaged)
+    if len(damaged) == 1:
+        return f"Checkpoint {named} in {folder} does not read"
+    return f"Checkpoints {named} in {folder} do not read"
+
+
+def _checkpoint_candidates(folder: str) -> list[str]:
+    """Checkpoint prefixes of a run, newest step first: those the ``checkpoint`` index
+    file names and those with an index or data file on disk (a checkpoint whose index
+    is missing is still found, and then reported)."""
+    names: set[str] = set()
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except Exception:  # noqa: BLE001 - an unreadable index file: the files on disk still count
+        state = None
+    if state is not None:
+        names.update(os.path.basename(path) for path in
+                     [state.model_checkpoint_path, *state.all_model_checkpoint_paths] if path)
+    if tf.io.gfile.isdir(folder):
+        for entry in tf.io.gfile.listdir(folder):
+            match = re.fullmatch(r"(ckpt-\d+)\.(?:index|data-\d+-of-\d+)", entry)
+            if match:
+                names.add(match.group(1))
+    steps = {name: int(match.group(1)) for name in names
+             if (match := re.fullmatch(r"ckpt-(\d+)", name))}
+    return [os.path.join(folder, name) for name in sorted(steps, key=steps.get, reverse=True)]
+
+
+def _unreadable(prefix: str) -> str | None:
+    """Why the checkpoint at ``prefix`` does not read (None: every tensor of it reads)."""
+    name = os.path.basename(prefix)
+    if not tf.io.gfile.exists(prefix + ".index"):
+        return f"its index file {name}.index is missing"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except (tf.errors.OpError, IndexError, OSError, ValueError, RuntimeError) as error:
+        return kio.error_line(error)[:200].replace(prefix, name)
+    return None
 
 
 def _check_same_averaging(run: _Run) -> None:
@@ -498,6 +582,8 @@ def _run_record(run: _Run, data: TrainData, config: TrainConfig, strategy, init_
         "wall_time_seconds": round(wall_time, 3),
         "final_logs": run.logs,
         "val_psnr": run.val_psnr,
+        "resumed_from": run.resumed_from,
+        "damaged_checkpoints": run.damaged_checkpoints,
     }
 
 
@@ -670,5 +756,7 @@ def _invocation(record: dict, seconds: float | None = None) -> dict:
     """One history entry: what was run and which steps it trained."""
     keys = ("command", "flags", "dtype_policy", "start_step", "step", "init_from")
     entry = {key: record.get(key) for key in keys}
+    if record.get("damaged_checkpoints"):  # this invocation skipped checkpoints that did not read
+        entry["damaged_checkpoints"] = record["damaged_checkpoints"]
     entry["seconds"] = round(seconds, 3) if seconds is not None else None
     return entry

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.process  # every test here starts a Python process
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "bundle_weights.py"
@@ -32,9 +35,21 @@ def _run_record(**changes) -> dict:
 
 
 def _bundle(run_dir: Path, assets: Path, *extra: str) -> subprocess.CompletedProcess:
+    return _bundles((run_dir, assets, *extra))[0]
+
+
+def _bundles(*calls: tuple) -> list[subprocess.CompletedProcess]:
+    """The script once per ``(run_dir, assets, *extra)``, the processes started together
+    (the script defines absl flags that the commands imported by other tests define too)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(SCRIPT), f"--run={run_dir}", f"--assets_dir={assets}", *extra],
-                          env=env, capture_output=True, text=True, timeout=120)
+    started = [subprocess.Popen([sys.executable, str(SCRIPT), f"--run={run_dir}", f"--assets_dir={assets}",
+                                 *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for run_dir, assets, *extra in calls]
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +97,22 @@ def test_another_file_of_the_run_can_stand_in_for_its_final_weights(finished_run
     assets.mkdir()
     keras.utils.set_random_seed(5)
     average = weights.save_weights(build_kpac("kpac-3level"), tmp_path / "average.weights.npz")
-    result = _bundle(finished_run, assets, f"--weights={average}", "--note=mean of 5 checkpoints")
+    other = weights.save_weights(build_kpac("kpac-2level"), tmp_path / "other.weights.npz")
+    prefix = finished_run / "checkpoints" / "ckpt-6"
+    result, refused, refused_prefix = _bundles(
+        (finished_run, assets, f"--weights={average}", "--note=mean of 5 checkpoints"),
+        (finished_run, tmp_path / "assets2", f"--weights={other}"),
+        (finished_run, tmp_path / "assets3", f"--weights={prefix}"),
+    )
     assert result.returncode == 0, result.stderr
     assert (assets / "kpac-3level.weights.npz").read_bytes() == average.read_bytes()
     record = json.loads((assets / "kpac-3level.json").read_text())
     assert record["stage_weights"] == {"stage1": "average.weights.npz"}
     # A file of another model than the run trained is refused; nothing is written.
-    other = weights.save_weights(build_kpac("kpac-2level"), tmp_path / "other.weights.npz")
-    refused = _bundle(finished_run, tmp_path / "assets2", f"--weights={other}")
     assert refused.returncode == 1 and "holds another model than the run trained" in refused.stderr
     assert not (tmp_path / "assets2").exists()
     # A checkpoint prefix is not a file to copy: one line, nothing written.
-    prefix = finished_run / "checkpoints" / "ckpt-6"
-    refused = _bundle(finished_run, tmp_path / "assets3", f"--weights={prefix}")
+    refused = refused_prefix
     assert refused.returncode == 1 and "give a project *.weights.npz file" in refused.stderr
     errors = [line for line in refused.stderr.splitlines() if line.startswith("bundle_weights:")]
     assert len(errors) == 1 and not (tmp_path / "assets3").exists()
@@ -105,17 +123,16 @@ def test_unfinished_or_unrelated_runs_are_refused(finished_run, tmp_path):
     assets.mkdir()
     (assets / "kpac-3level.json").write_text(json.dumps({"preset": "kpac-3level", "stage_steps": [100]}))
     before = (assets / "kpac-3level.json").read_text()
-    record_path = finished_run / "train_record.json"
-    original = record_path.read_text()
-    try:
-        record_path.write_text(json.dumps(_run_record(finished=False, step=3)))
-        unfinished = _bundle(finished_run, assets)
-        assert unfinished.returncode != 0 and "stopped at step 3 of 6" in unfinished.stderr
-        record_path.write_text(json.dumps(_run_record(init_from=None)))
-        scratch = _bundle(finished_run, assets)
-        assert scratch.returncode != 0 and "started from 'scratch'" in scratch.stderr
-    finally:
-        record_path.write_text(original)
+    runs = {}
+    for name, record in (("unfinished", _run_record(finished=False, step=3)),
+                         ("scratch", _run_record(init_from=None))):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        shutil.copy(finished_run / "model.weights.npz", runs[name])
+        (runs[name] / "train_record.json").write_text(json.dumps(record))
+    unfinished, scratch = _bundles((runs["unfinished"], assets), (runs["scratch"], assets))
+    assert unfinished.returncode != 0 and "stopped at step 3 of 6" in unfinished.stderr
+    assert scratch.returncode != 0 and "started from 'scratch'" in scratch.stderr
     assert (assets / "kpac-3level.json").read_text() == before
     assert not (assets / "kpac-3level.weights.npz").exists()
 

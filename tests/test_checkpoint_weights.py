@@ -2,7 +2,6 @@
 (kpac_tf.weights.average_weights, experiments/average_weights.py)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -13,19 +12,16 @@ import numpy as np
 import pytest
 
 from kpac_tf import models, training, weights
-from tests.test_training import quiet_config, tiny_data, tiny_model
+from tests.helpers import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "average_weights.py"
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A finished 4-step run with checkpoints at steps 2 and 4."""
-    workdir = tmp_path_factory.mktemp("run")
-    config = dataclasses.replace(quiet_config(checkpoint_every=2, learning_rate=5e-3), steps=4)
-    training.train(tiny_model, tiny_data(), config, str(workdir))
-    return workdir
+@pytest.fixture
+def run_dir(tiny_run) -> Path:
+    """The shared finished 4-step run, checkpoints at steps 2 and 4 (read only)."""
+    return tiny_run
 
 
 def _arrays(source, config=None):
@@ -85,15 +81,31 @@ def test_a_checkpoint_without_its_record_needs_the_model(run_dir, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def _script(*args: str) -> subprocess.CompletedProcess:
+def _scripts(*calls: list[str]) -> list[subprocess.CompletedProcess]:
+    """The script run once per argument list, all at once (it defines absl flags that the
+    commands imported by other tests define too, hence a process each)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=180)
+    started = [subprocess.Popen([sys.executable, str(SCRIPT), *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for args in calls]
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
 
 
+@pytest.mark.process
 def test_the_script_averages_a_run_and_refuses_bad_input(run_dir, tmp_path):
     out = tmp_path / "avg.weights.npz"
-    done = _script(f"--run={run_dir}", "--checkpoint_steps=2:4:2", f"--out={out}")
+    missing = tmp_path / "missing.weights.npz"
+    source = run_dir / training.WEIGHTS_NAME
+    before = source.read_bytes()
+    done, failed, bad, clash = _scripts(
+        [f"--run={run_dir}", "--checkpoint_steps=2:4:2", f"--out={out}"],
+        [f"--run={run_dir}", "--checkpoint_steps=2,3", f"--out={missing}"],
+        [f"--run={run_dir}", "--checkpoint_steps=4:2:1", f"--out={missing}"],
+        [f"--weights={source},{run_dir / 'checkpoints' / 'ckpt-2'}", f"--out={source}"],
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"averaged 2 sources into {out}"
     expected = weights.get_arrays(weights.average_weights(
@@ -101,15 +113,9 @@ def test_the_script_averages_a_run_and_refuses_bad_input(run_dir, tmp_path):
     for a, b in zip(weights.read_own_weights(out)[1], expected):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # A step with no checkpoint: one line, non-zero, no output file.
-    missing = tmp_path / "missing.weights.npz"
-    failed = _script(f"--run={run_dir}", "--checkpoint_steps=2,3", f"--out={missing}")
     assert failed.returncode == 1 and not missing.exists()
     assert failed.stderr.strip().splitlines()[-1].startswith("average_weights: ")
     assert "ckpt-3: no such weights file" in failed.stderr
-    bad = _script(f"--run={run_dir}", "--checkpoint_steps=4:2:1", f"--out={missing}")
     assert bad.returncode == 1 and "expected FIRST:LAST:EVERY" in bad.stderr and not missing.exists()
     # The output may not overwrite one of its sources.
-    source = run_dir / training.WEIGHTS_NAME
-    before = source.read_bytes()
-    clash = _script(f"--weights={source},{out}", f"--out={source}")
     assert clash.returncode == 1 and "is also a source" in clash.stderr and source.read_bytes() == before

@@ -1,5 +1,9 @@
 """What every command shares: --help / -h, only the flags it uses, usage errors (exit 2),
-quiet logs; and kpac-demo on the bundled sample and on a photo of one's own."""
+quiet logs; and kpac-demo on the bundled sample and on a photo of one's own.
+
+Help, usage errors and output-folder checks run in the test process (``commands``);
+a command's own flag set and a console free of TensorFlow lines need a process of
+its own."""
 from __future__ import annotations
 
 import importlib
@@ -11,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import COMMANDS
+
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = {"deblur": "kpac-deblur", "demo": "kpac-demo", "evaluate": "kpac-eval",
-            "export": "kpac-export", "train": "kpac-train"}
 #: Flags each command must list in its help (a few of its own and of the shared groups).
 OWN_FLAGS = {
     "deblur": ["--weights", "--preset", "--tile", "--overlap", "--memory_budget", "--ensemble",
@@ -68,6 +72,7 @@ def test_all_commands_import_into_one_process():
         assert not missing, (name, sorted(missing))
 
 
+@pytest.mark.process  # the help lists the flags of a process that imported this command alone
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_help_shows_usage_and_the_commands_own_flags(name):
     for option in ("--help", "-h"):
@@ -85,9 +90,24 @@ def test_help_shows_usage_and_the_commands_own_flags(name):
         assert f"default: {default_dir}" in " ".join(result.stdout.split())
 
 
+@pytest.fixture(scope="module")
+def rejected_runs() -> dict:
+    """Each REJECTED command line in a process of its own (only that command's flags are
+    defined there), all started at once."""
+    started = {(name, flag): subprocess.Popen(
+        [sys.executable, "-m", f"kpac_tf.cli.{name}", flag], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=default_env()) for name, flag in REJECTED}
+    results = {}
+    for key, process in started.items():
+        out, err = process.communicate(timeout=300)
+        results[key] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return results
+
+
+@pytest.mark.process
 @pytest.mark.parametrize("name, flag", REJECTED)
-def test_flags_a_command_does_not_use_are_rejected(name, flag):
-    result = run_command(name, flag, timeout=60)
+def test_flags_a_command_does_not_use_are_rejected(name, flag, rejected_runs):
+    result = rejected_runs[(name, flag)]
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert lines[0] == f"{COMMANDS[name]}: error: Unknown command line flag '{flag[2:].split('=')[0]}'"
@@ -99,8 +119,8 @@ def test_flags_a_command_does_not_use_are_rejected(name, flag):
     ("train", ["--data=synthetic", "--workdir=x", "extra"]), ("demo", ["a.png", "b.png"]),
     ("evaluate", ["extra"]),
 ])
-def test_usage_errors_exit_2_with_one_line_and_a_pointer_to_help(name, args, tmp_path):
-    result = run_command(name, *args, timeout=60, cwd=tmp_path)
+def test_usage_errors_exit_2_with_one_line_and_a_pointer_to_help(name, args, tmp_path, commands):
+    result = commands(name, *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"{COMMANDS[name]}: error: ")
@@ -118,7 +138,7 @@ OUTPUT_FLAG_ARGS = {
 
 
 @pytest.mark.parametrize("name", sorted(OUTPUT_FLAG_ARGS))
-def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(name, tmp_path):
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(name, tmp_path, commands):
     """Checked before the weights are loaded (they are absent here) or the inputs read."""
     flag, args = OUTPUT_FLAG_ARGS[name]
     (tmp_path / "a_file").write_text("not a folder")
@@ -127,11 +147,12 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(name, t
         (tmp_path / folder).mkdir()
     for target, problem in (("a_file", "is a file, not a folder."),
                             ("a_file/sub", "cannot be created: a_file is not a folder.")):
-        result = run_command(name, *args, f"{flag}={target}", timeout=120, cwd=tmp_path)
+        result = commands(name, *args, f"{flag}={target}", cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert result.stderr.splitlines() == [f"{COMMANDS[name]}: error: {flag}={target} {problem}"]
 
 
+@pytest.mark.process
 def test_demo_sample_quietly_writes_the_result_and_the_figure(tmp_path):
     from kpac_tf import build_kpac
     from kpac_tf.io import read_image
@@ -149,6 +170,7 @@ def test_demo_sample_quietly_writes_the_result_and_the_figure(tmp_path):
     assert read_image(tmp_path / "out" / "stereo_motorcycle_deblurred.png").rgb.shape == (500, 741, 3)
 
 
+@pytest.mark.process
 def test_demo_deblurs_a_photo_of_ones_own(tmp_path, rng):
     from kpac_tf import build_kpac
     from kpac_tf.io import read_image, write_image
@@ -169,6 +191,7 @@ def test_demo_deblurs_a_photo_of_ones_own(tmp_path, rng):
     assert missing.stderr.splitlines() == [f"kpac-demo: error: {tmp_path / 'absent.jpg'}: file not found."]
 
 
+@pytest.mark.process
 def test_export_prints_only_the_version_folder(tmp_path):
     from kpac_tf import build_kpac
     from kpac_tf.weights import save_weights
@@ -229,3 +252,48 @@ def test_demo_sample_flag_picks_the_named_sample(tmp_path, monkeypatch, capsys):
         "tiny_before_after.png", "tiny_deblurred.png", "tiny_input.png"]
     assert _demo_in_process([*args, "--sample=absent"]) == 2
     assert "there is no bundled sample 'absent'" in capsys.readouterr().err
+
+
+def test_tile_flags_that_cannot_work_are_refused_in_words_about_the_flag(tmp_path, rng, commands):
+    """Impossible values are refused while the flags are parsed; a memory budget that
+    cannot hold tiles for the overlap says which budget would (none of them mentions a
+    flag the user did not set)."""
+    from kpac_tf.io import write_image
+
+    write_image(tmp_path / "photo.png", rng.random((24, 24, 3)))
+    for args, message in (
+        (["--tile=32"], "flag --tile=32: tiles must be at least 64 px"),
+        (["--overlap=-1"], "flag --overlap=-1: the overlap between tiles must be 0 px or more."),
+    ):
+        result = commands("deblur", *args, "photo.png", cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.startswith(f"kpac-deblur: error: {message}"), args
+    budget = commands("deblur", "--memory_budget=0", "--precision=float32", "photo.png", cwd=tmp_path)
+    assert budget.returncode == 2 and budget.stderr.splitlines() == [
+        "kpac-deblur: error: The memory budget must be a positive number of MB, got 0; 69 MB is the "
+        "smallest that works with a tile overlap of 128 px (tiles of 264 px)."]
+    small = commands("deblur", "--memory_budget=10", "--precision=float32", "photo.png", cwd=tmp_path)
+    assert small.returncode == 2 and "A memory budget of 10 MB gives tiles of 96 px, too small for a " \
+        "tile overlap of 128 px" in small.stderr and "at least 69 MB" in small.stderr
+    assert not (tmp_path / "deblurred").exists()
+
+
+@pytest.mark.process  # kpac-export defines its own --max_pixels in a process that imports both
+def test_max_pixels_of_zero_is_refused_while_parsing(tmp_path):
+    result = run_command("deblur", "--max_pixels=0", "photo.png", timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("kpac-deblur: error: flag --max_pixels=0: the largest image read "
+                                    "must be at least 1 pixel")
+
+
+def test_a_weights_file_cut_short_is_one_true_line(tiny_run, tmp_path, rng, commands):
+    """A truncated *.weights.npz (a copy cut short) is named with what is wrong with it."""
+    from kpac_tf.io import write_image
+
+    whole = (tiny_run / "model.weights.npz").read_bytes()
+    (tmp_path / "cut.weights.npz").write_bytes(whole[: len(whole) // 2])
+    write_image(tmp_path / "photo.png", rng.random((24, 24, 3)))
+    result = commands("deblur", "--weights=cut.weights.npz", "photo.png", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "kpac-deblur: error: cut.weights.npz: not a readable weights file (File is not a zip file)."]
+    assert not (tmp_path / "deblurred").exists()

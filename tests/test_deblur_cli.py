@@ -183,6 +183,7 @@ def test_dual_pixel_triples(tmp_path, rng, capsys):
     assert "triples" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_default_console_output_is_the_commands_own(tmp_path, rng, weights_file):
     """A real process, no TF_CPP_MIN_LOG_LEVEL: one error line, one summary line, nothing else."""
     kio.write_image(tmp_path / "good.png", rng.random((24, 32, 3)))
@@ -203,6 +204,7 @@ def test_default_console_output_is_the_commands_own(tmp_path, rng, weights_file)
     assert (tmp_path / "deblurred" / "good_deblurred.png").is_file()
 
 
+@pytest.mark.process
 def test_missing_weights_in_a_process_exit_2(tmp_path):
     """The installed command's process exits 2 with one error line."""
     (tmp_path / "a.png").write_bytes(b"")
@@ -236,6 +238,7 @@ def test_checks_come_before_the_model(tmp_path, rng, monkeypatch, capsys):
         assert capsys.readouterr().err.splitlines() == [f"kpac-deblur: error: --output_dir={target} {problem}"]
 
 
+@pytest.mark.process
 def test_results_honour_the_umask(tmp_path, rng, weights_file):
     kio.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
     previous = os.umask(0o027)
@@ -273,6 +276,7 @@ def _on_a_terminal(args, cwd) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.process
 def test_progress_bar_on_a_terminal_log_lines_only_with_v(tmp_path, rng, weights_file):
     """The bar is drawn on a terminal with no log line inside it; -v trades it for log lines."""
     for name in ("a.png", "b.png"):
@@ -285,6 +289,7 @@ def test_progress_bar_on_a_terminal_log_lines_only_with_v(tmp_path, rng, weights
     assert "b.png -> v/b_deblurred.png" in verbose and "Loaded" in verbose
 
 
+@pytest.mark.process
 def test_ctrl_c_exits_130_with_one_line(tmp_path, rng, weights_file):
     import signal
     import time

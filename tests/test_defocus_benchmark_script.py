@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,6 +111,7 @@ def test_paired_difference_matches_pairs_by_name_and_reports_its_noise():
     assert "| new | photos | 3 | +0.300 | 0.058 | +5.2 |" in lines
 
 
+@pytest.mark.process
 def test_cli_on_a_tiny_photo_folder(tmp_path, rng):
     folder = tmp_path / "photos" / "val"
     folder.mkdir(parents=True)

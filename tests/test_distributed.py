@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.process  # every test here starts a Python process
 
 REPO = Path(__file__).resolve().parents[1]
 

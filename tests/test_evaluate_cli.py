@@ -137,6 +137,7 @@ def runs(tmp_path_factory):
         run.wait()
 
 
+@pytest.mark.process
 def test_model_run_reports_bad_file_once_and_exits_1(runs):
     tmp, run = runs["model"]
     proc = run.wait()
@@ -170,6 +171,7 @@ def _scores(out: np.ndarray, target: np.ndarray) -> dict:
             "mae": np.mean(np.abs(out - target))}
 
 
+@pytest.mark.process
 def test_model_run_scores_match_the_saved_outputs(runs):
     from kpac_tf.inference import Deblurrer
     from kpac_tf.lpips import LPIPS
@@ -198,6 +200,7 @@ def test_model_run_scores_match_the_saved_outputs(runs):
         assert float(row["seconds"]) > 0
 
 
+@pytest.mark.process
 def test_model_run_summary_and_table(runs):
     tmp, run = runs["model"]
     run.wait()
@@ -219,6 +222,7 @@ def test_model_run_summary_and_table(runs):
     assert "broken.png" in table
 
 
+@pytest.mark.process
 def test_saved_model_at_16_bit_with_lpips_skipped(runs):
     tmp, run = runs["saved_model"]
     proc = run.wait()
@@ -259,6 +263,7 @@ def _oracle_two_step(split, name: str, with_json: bool = True) -> tuple[np.ndarr
     return _round_to(out, 8), _round_to(_read_levels(split / "target" / f"{name}.png"), 8)
 
 
+@pytest.mark.process
 def test_two_step_baseline_on_synthetic_layout(runs):
     tmp, run = runs["two_step"]
     proc = run.wait()
@@ -278,6 +283,7 @@ def test_two_step_baseline_on_synthetic_layout(runs):
     assert summary["lpips_skipped"] == "disabled with --nolpips"
 
 
+@pytest.mark.process
 def test_setup_errors_exit_2_with_one_line(runs):
     proc = runs["unpaired"][1].wait()
     assert proc.returncode == 2
@@ -286,6 +292,7 @@ def test_setup_errors_exit_2_with_one_line(runs):
     assert not (runs["unpaired"][0] / "eval_results").exists()  # nothing written
 
 
+@pytest.mark.process
 def test_identical_pairs_print_inf(runs):
     tmp, run = runs["identical"]
     proc = run.wait()
@@ -298,9 +305,11 @@ def test_identical_pairs_print_inf(runs):
     assert "| all | 3 | inf | 1.0000 | 0.0000 |" in (tmp / "out" / "results.md").read_text()
 
 
-def test_default_weights_and_earlier_results_are_never_replaced_silently(tmp_path):
-    """No method flag: the bundled kpac-3level weights. A second run into the same folder is
-    refused (exit 2, files untouched) unless --overwrite is given."""
+@pytest.mark.process
+def test_default_weights_and_earlier_results_are_never_replaced_silently(tmp_path, commands):
+    """No method flag: the bundled kpac-3level weights, in a process with a quiet console.
+    A second run into the same folder is refused (exit 2, files untouched) unless
+    --overwrite is given (those two in the test process)."""
     _write_pairs(tmp_path / "blurred", tmp_path / "sharp", np.random.default_rng(3))
     args = ["--source_dir=blurred", "--target_dir=sharp", "--nolpips", "--limit=1"]
     first = _Run(args, tmp_path).wait()
@@ -309,13 +318,14 @@ def test_default_weights_and_earlier_results_are_never_replaced_silently(tmp_pat
     summary = json.loads((tmp_path / "eval_results" / "summary.json").read_text())
     assert "kpac-3level" in summary["method"]
     before = {p.name: p.read_bytes() for p in (tmp_path / "eval_results").iterdir()}
-    again = _Run([*args, "--baseline=identity"], tmp_path).wait()
+    lpips_dir = {"KPAC_TF_LPIPS_DIR": str(tmp_path / "no_lpips_here")}
+    again = commands("evaluate", *args, "--baseline=identity", cwd=tmp_path, env=lpips_dir)
     assert again.returncode == 2
     assert again.stderr.splitlines() == [
         "kpac-eval: error: eval_results holds the results of an earlier evaluation (per_image.csv, "
         "summary.json, results.md); pass --overwrite to replace them, or choose another --output_dir."]
     assert {p.name: p.read_bytes() for p in (tmp_path / "eval_results").iterdir()} == before
-    replaced = _Run([*args, "--baseline=identity", "--overwrite"], tmp_path).wait()
+    replaced = commands("evaluate", *args, "--baseline=identity", "--overwrite", cwd=tmp_path, env=lpips_dir)
     assert replaced.returncode == 0, replaced.stderr
     summary = json.loads((tmp_path / "eval_results" / "summary.json").read_text())
     assert summary["method"] == "baseline: identity"

@@ -44,25 +44,21 @@ def _env(with_repo: bool = True) -> dict:
     return env
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kpac_tf.cli.export", *args],
-        capture_output=True, text=True, env=_env(), timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    """The 2-level model with seeded random weights, exported by the CLI."""
+    """The 2-level model with seeded random weights, exported by the CLI (in this process;
+    ``fresh`` loads the export in a process of its own)."""
+    from tests.helpers import run_command_in_process
+
     root = tmp_path_factory.mktemp("export_single")
     keras.utils.set_random_seed(11)
     weights = save_weights(build_kpac("kpac-2level"), root / "random2.weights.npz")
-    result = _run_cli(
-        f"--weights={weights}", f"--export_dir={root / 'models'}", "--model_name=kpac2",
+    status = run_command_in_process(
+        "export", f"--weights={weights}", f"--export_dir={root / 'models'}", "--model_name=kpac2",
         "--attention", "--tflite",
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    version_dir = Path(result.stdout.strip().splitlines()[-1])
+    version_dir = root / "models" / "kpac2" / "1"
+    assert status == 0 and (version_dir / "saved_model.pb").exists(), status
     return {
         "root": root,
         "dir": version_dir,
@@ -147,6 +143,7 @@ def test_export_rejects_bad_names_versions_and_models(single, tmp_path):
         export.export_saved_model(plain, tmp_path, "kpac")
 
 
+@pytest.mark.process
 def test_saved_model_cli_lists_signatures_with_dynamic_shapes(single):
     command = shutil.which("saved_model_cli")
     argv = [command] if command else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
@@ -267,10 +264,12 @@ def fresh(single, dual, tmp_path_factory):
     return {"inputs": inputs, "imported": imported, "floats": floats, "root": root}
 
 
+@pytest.mark.process
 def test_fresh_process_needs_tensorflow_only(fresh):
     assert fresh["imported"] == []  # kpac_tf never imported
 
 
+@pytest.mark.process
 def test_serving_default_matches_keras_at_odd_and_tiny_sizes(fresh, single):
     # A batch of 2 at an odd size, and an image smaller than the stride.
     for job, key in (("o1", "single"), ("o2", "small")):
@@ -281,6 +280,7 @@ def test_serving_default_matches_keras_at_odd_and_tiny_sizes(fresh, single):
         assert got.min() >= 0.0 and got.max() <= 1.0
 
 
+@pytest.mark.process
 def test_attention_signature_matches_keras_maps(fresh, single):
     got = fresh["floats"]("o3")
     want = single["attention_model"](fresh["inputs"]["single"]["images"], training=False)
@@ -291,6 +291,7 @@ def test_attention_signature_matches_keras_maps(fresh, single):
     assert got["block1_alpha"].shape == (2, 10, 14, 5)  # padded 40x56 / 4
 
 
+@pytest.mark.process
 def test_encoded_signature_keeps_bit_depth_and_matches_keras(fresh, single):
     # PNG out with the input's bit depth, pixels = quantised Keras output.
     photo, files = fresh["inputs"]["photo"], fresh["inputs"]["files"]
@@ -310,6 +311,7 @@ def test_encoded_signature_keeps_bit_depth_and_matches_keras(fresh, single):
         assert np.abs(got.astype(np.int64) - want).max() <= 1, name  # rounding ties only
 
 
+@pytest.mark.process
 def test_dual_pixel_signatures_match_keras(fresh, dual):
     # Three inputs in, one output; float and encoded.
     views = fresh["inputs"]["views"]
@@ -406,8 +408,8 @@ def test_cli_version_flag(tmp_path, capsys):
     assert export.next_version(models / "tiny") == 8
 
 
-def test_cli_fails_with_one_line_for_missing_weights(tmp_path):
-    result = _run_cli(f"--weights={tmp_path / 'missing.weights.npz'}", f"--export_dir={tmp_path}")
+def test_cli_fails_with_one_line_for_missing_weights(tmp_path, commands):
+    result = commands("export", f"--weights={tmp_path / 'missing.weights.npz'}", f"--export_dir={tmp_path}")
     assert result.returncode == 2  # a set-up error: nothing was done
     lines = [line for line in result.stderr.splitlines() if line.startswith("kpac-export:")]
     assert len(lines) == 1 and "no such weights file" in lines[0]
@@ -487,6 +489,7 @@ _FRESH_LIMIT = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_over_limit_files_are_refused_fast_in_a_fresh_process(single, tmp_path, rng):
     """The CLI export (default limit 16 MP) refuses a valid 54 MP PNG and JPEG from their
     headers, before decoding, within a second."""

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # every test here starts a Python process
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "heldout_benchmark.py"
 

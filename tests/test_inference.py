@@ -271,3 +271,27 @@ def test_bfloat16_on_a_photo_is_within_50_db_of_float32():
     half = Deblurrer(model, precision="bfloat16").deblur(image)
     assert half.dtype == np.float32 and half.shape == image.shape
     assert _psnr(half, full) >= 50.0
+
+
+def test_tiling_settings_that_do_not_fit_name_the_setting_and_a_value_that_works():
+    from kpac_tf.inference import check_tiling, tile_size_for_budget
+
+    assert check_tiling(None, 128, 512) == tile_size_for_budget(512)
+    assert check_tiling(100, 16, 512) == 104  # rounded up to the model's multiple
+    with pytest.raises(ValueError, match=r"^The memory budget must be a positive number of MB, got 0; "
+                                         r"69 MB is the smallest that works with a tile overlap of 128 px"):
+        check_tiling(None, 128, 0)
+    with pytest.raises(ValueError, match="positive number of MB, got nan"):
+        check_tiling(None, 128, float("nan"))
+    # 69 MB gives tiles of 264 px, the smallest over twice 128; 68 MB does not.
+    assert check_tiling(None, 128, 69) == 264
+    with pytest.raises(ValueError, match=r"^A memory budget of 68 MB gives tiles of 256 px, too small for a "
+                                         r"tile overlap of 128 px .* at least 69 MB .* overlap under 128 px"):
+        check_tiling(None, 128, 68)
+    with pytest.raises(ValueError, match=r"^A tile size of 100 px \(104 px once rounded up to a multiple "
+                                         r"of 8\) is too small for a tile overlap of 64 px .* at least 136 px"):
+        check_tiling(100, 64, 512)
+    with pytest.raises(ValueError, match=r"^The tile overlap must be 0 px or more, got -1"):
+        check_tiling(None, -1, 512)
+    with pytest.raises(ValueError, match=r"^The tile size must be at least 64 px, got 32"):
+        check_tiling(32, 0, 512)

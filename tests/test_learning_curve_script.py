@@ -9,12 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 
 from kpac_tf.train_reports import summary_scalar
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "learning_curve.py"
+pytestmark = pytest.mark.process  # the script defines absl flags the commands define too
 
 
 def _write_events(folder: Path, points: list[tuple[int, float, float]]) -> None:
@@ -30,17 +32,50 @@ def _write_events(folder: Path, points: list[tuple[int, float, float]]) -> None:
     time.sleep(1.1)  # event file names carry the second they were opened
 
 
-def _run(*args):
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+class _Script:
+    """One learning_curve.py process, started at once; ``wait()`` gives the finished one
+    (the script defines absl flags that the commands imported by other tests define too)."""
+
+    def __init__(self, *args: str):
+        env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+        self.process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.result: subprocess.CompletedProcess | None = None
+
+    def wait(self) -> subprocess.CompletedProcess:
+        if self.result is None:
+            out, err = self.process.communicate(timeout=300)
+            self.result = subprocess.CompletedProcess(self.process.args, self.process.returncode, out, err)
+        return self.result
 
 
-def test_curve_of_a_resumed_run(tmp_path):
-    events = tmp_path / "run" / "tensorboard"
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_run):
+    """Every test's script process, started together (they run concurrently)."""
+    resumed = tmp_path_factory.mktemp("resumed")
+    events = resumed / "run" / "tensorboard"
     _write_events(events, [(500, 30.5, 30.0), (1000, 31.0, 30.0), (1500, 29.0, 30.0)])
     _write_events(events, [(1500, 31.25, 30.0), (2000, 31.5, 30.25)])  # resumed at 1000
-    done = _run(f"--run={tmp_path / 'run'}", "--columns=3")
+    partly = tmp_path_factory.mktemp("partly")
+    _write_events(partly / "good" / "tensorboard", [(500, 30.5, 30.0)])
+    started = {
+        "resumed": _Script(f"--run={resumed / 'run'}", "--columns=3"),
+        "partly": _Script(f"--run={partly / 'missing'},{partly / 'good'}"),
+        # The shared tiny run validated 3 scenes of 48 px at its last step, 4.
+        "baseline": _Script(f"--run={tiny_run}", f"--baseline={tiny_run / 'model.weights.npz'}",
+                            "--data=synthetic:deadleaves", "--val_images=3", "--val_crop=48"),
+        "no_data": _Script(f"--run={partly}", "--baseline=kpac-3level"),
+    }
+    yield started
+    for script in started.values():
+        if script.process.poll() is None:
+            script.process.kill()
+        script.wait()
+
+
+
+def test_curve_of_a_resumed_run(runs):
+    done = runs["resumed"].wait()
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert "| 500-1500 | +0.50 +1.00 +1.25 |" in lines
@@ -49,31 +84,18 @@ def test_curve_of_a_resumed_run(tmp_path):
     assert "4 validations" in lines[0]
 
 
-def test_a_folder_without_events_is_one_error_line_and_the_others_still_print(tmp_path):
-    events = tmp_path / "good" / "tensorboard"
-    _write_events(events, [(500, 30.5, 30.0)])
-    done = _run(f"--run={tmp_path / 'missing'},{tmp_path / 'good'}")
+def test_a_folder_without_events_is_one_error_line_and_the_others_still_print(runs):
+    done = runs["partly"].wait()
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no tensorboard/ folder" in errors[0]
     assert "| 500 | +0.50 |" in done.stdout.splitlines()
 
 
-def test_baseline_reproduces_the_in_run_validation_of_the_same_weights(tmp_path):
+def test_baseline_reproduces_the_in_run_validation_of_the_same_weights(runs):
     """--baseline on a run's own final weights scores its validation scenes as the run
     did at its last step (the scenes do not depend on the data seed)."""
-    workdir = tmp_path / "run"
-    train = subprocess.run(
-        [sys.executable, "-m", "kpac_tf.cli.train", "--data=synthetic:deadleaves", "--crop=32",
-         "--val_crop=48", "--val_images=3", "--preset=kpac-2level", "--num_blocks=1",
-         "--dilations=1,2", "--batch_size=2", "--lr=1e-3", "--steps=4", "--eval_every=4",
-         "--summary_every=0", "--image_summary_every=0", "--progress=false", "--data_seed=7",
-         f"--workdir={workdir}"],
-        env=dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True, text=True, timeout=300)
-    assert train.returncode == 0, train.stderr[-2000:]
-    done = _run(f"--run={workdir}", f"--baseline={workdir / 'model.weights.npz'}",
-                "--data=synthetic:deadleaves", "--val_images=3", "--val_crop=48")
+    done = runs["baseline"].wait()
     assert done.returncode == 0, done.stderr[-2000:]
     baseline = re.search(r"([+-]\d+\.\d+) dB on the same validation scenes \(3 images\)", done.stdout)
     last = re.search(r"last ([+-]\d+\.\d+) dB at step 4", done.stdout)
@@ -81,6 +103,6 @@ def test_baseline_reproduces_the_in_run_validation_of_the_same_weights(tmp_path)
     assert baseline.group(1) == last.group(1)
 
 
-def test_baseline_without_data_is_a_usage_error(tmp_path):
-    done = _run(f"--run={tmp_path}", "--baseline=kpac-3level")
+def test_baseline_without_data_is_a_usage_error(runs):
+    done = runs["no_data"].wait()
     assert done.returncode != 0 and "--baseline needs --data" in done.stderr

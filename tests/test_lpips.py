@@ -140,6 +140,7 @@ def test_heads_reader_refuses_arbitrary_globals():
         conv.read_legacy_pth(buf.getvalue())
 
 
+@pytest.mark.process
 def test_heads_reader_matches_torch_legacy_save(tmp_path):
     torch = pytest.importorskip("torch")
     conv = _heads_converter()
@@ -163,6 +164,7 @@ def _reference_script():
     return module
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_matches_distances_stored_from_the_lpips_package(net):
     """Distances the PyPI ``lpips`` package computed once (experiments/lpips_reference.py),

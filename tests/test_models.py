@@ -26,12 +26,13 @@ PARAMETER_TABLE = [
 
 
 @pytest.mark.parametrize("preset,overrides,expected", PARAMETER_TABLE)
-def test_parameter_counts_match_reference(preset, overrides, expected):
-    assert count_parameters(build_kpac(preset, **overrides)) == expected
+def test_parameter_counts_match_reference(preset, overrides, expected, preset_model):
+    model = build_kpac(preset, **overrides) if overrides else preset_model(preset)
+    assert count_parameters(model) == expected
 
 
-def test_kernel_size_and_dilations_change_the_shared_kernel():
-    base = count_parameters(build_kpac("kpac-2level"))
+def test_kernel_size_and_dilations_change_the_shared_kernel(preset_model):
+    base = count_parameters(preset_model("kpac-2level"))
     # Kernel 3 instead of 5 for the shared kernel only: 2 blocks x (25 - 9) x 96 x 48.
     assert count_parameters(build_kpac("kpac-2level", kernel_size=3)) == base - 2 * 16 * 96 * 48
     # Three rates: the shared kernel is unchanged, scale head and fusion shrink.
@@ -54,8 +55,8 @@ def test_analytic_macs_at_720p():
 
 
 @pytest.mark.parametrize("height,width", [(37, 53), (1, 1), (5, 130), (64, 48)])
-def test_any_size_in_same_size_out(height, width, rng):
-    model = build_kpac("kpac-3level")
+def test_any_size_in_same_size_out(height, width, rng, preset_model):
+    model = preset_model("kpac-3level")
     image = rng.random((2, height, width, 3), dtype=np.float32)
     output = model(image).numpy()
     assert output.shape == image.shape
@@ -217,10 +218,10 @@ def _graph_ops(model):
     return function.graph.get_operations()
 
 
-def test_graph_has_no_dilated_same_convs_and_no_tile():
+def test_graph_has_no_dilated_same_convs_and_no_tile(preset_model):
     """ONNX Runtime refuses dilated convs with 'SAME' padding; OpenVINO's TensorFlow
     front end mis-infers the shape of the tile that broadcast beta."""
-    ops = _graph_ops(build_kpac("kpac-2level"))
+    ops = _graph_ops(preset_model("kpac-2level"))
     convs = [op for op in ops if op.type == "Conv2D"]
     dilated = [op for op in convs if max(op.get_attr("dilations")) > 1]
     assert len(dilated) == 2 * (4 + 4)  # per block: rates 2..5 and the 4 scale-attention convs
@@ -317,12 +318,12 @@ def test_subpixel_deconv_equals_the_transposed_conv(rng, height, width):
     np.testing.assert_allclose(got, expected, atol=0.05 * np.abs(expected).max())
 
 
-def test_bfloat16_graph_has_no_transposed_convs():
+def test_bfloat16_graph_has_no_transposed_convs(preset_model):
     """In bfloat16 the deconvs' bias and LeakyReLU fuse into a forward conv (no
     Conv2DBackpropInput); float32 keeps the transposed conv."""
     from kpac_tf.inference import bfloat16_copy
 
-    model = build_kpac("kpac-2level")
+    model = preset_model("kpac-2level")
     float_ops = _graph_ops(model)
     assert sum(op.type == "Conv2DBackpropInput" for op in float_ops) == 2
     ops = _graph_ops(bfloat16_copy(model))

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 _FRESH = textwrap.dedent(
@@ -36,6 +38,7 @@ _FRESH = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_public_names_resolve_and_inverse_kernels_need_no_tensorflow():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

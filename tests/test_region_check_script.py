@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kpac_tf import io
+
+pytestmark = pytest.mark.process  # every test here starts a Python process
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "region_check.py"

@@ -1,11 +1,13 @@
-"""The kpac-train command in real processes: signals (exit 130 / 143) and kill -9 at a
-known step then resume, NaN stop, reruns (nothing to do, changed settings, history), file
-modes, quiet output, user errors, flagfiles."""
+"""The kpac-train command: signals (exit 130 / 143) and kill -9 at a known step then
+resume, NaN stop, file modes and a quiet console in real processes; reruns (nothing to
+do, changed settings, history), damaged checkpoints, user errors and flagfiles in the
+test process."""
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_RUN_FLAGS
+from tests.helpers import TINY_TRAIN_FLAGS as TINY
+
 REPO = Path(__file__).resolve().parents[1]
-#: kpac_tf.training.KILL_AT_STEP_ENV (not imported: this module runs without TensorFlow).
+#: kpac_tf.training.KILL_AT_STEP_ENV.
 KILL_AT_STEP_ENV = "KPAC_TF_TEST_KILL_AT_STEP"
 CONFIGS = REPO / "experiments" / "configs"
-TINY = [
-    "--data=synthetic:deadleaves", "--crop=32", "--val_data=none", "--preset=kpac-2level",
-    "--num_blocks=1", "--dilations=1,2", "--batch_size=2", "--lr=1e-3", "--checkpoint_every=2",
-    "--summary_every=0", "--image_summary_every=0", "--eval_every=0", "--progress=false",
-]
 
 
 def _env():
@@ -34,10 +34,6 @@ def _env():
 
 def _command(*args):
     return [sys.executable, "-m", "kpac_tf.cli.train", *args]
-
-
-def _run(*args, timeout=180):
-    return subprocess.run(_command(*args), env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _latest_step(workdir: Path) -> int | None:
@@ -74,7 +70,8 @@ def _interrupt(process: subprocess.Popen, signum: int) -> int:
     return int(match.group(1))
 
 
-def test_signals_kill_9_resume_and_nan_stop(tmp_path):
+@pytest.mark.process
+def test_signals_kill_9_resume_and_nan_stop(tmp_path, commands):
     workdir = tmp_path / "run"
     # Ctrl-C (SIGINT): the run saves a checkpoint at the current step and exits 130.
     process = _start_and_wait(workdir, 2)
@@ -94,7 +91,7 @@ def test_signals_kill_9_resume_and_nan_stop(tmp_path):
     saved = _latest_step(workdir)
     assert saved == kill_at - kill_at % 2  # the last checkpoint before the kill, nothing after
     # The same command (with a reachable step count) resumes from the last checkpoint.
-    done = _run(*TINY, f"--steps={saved + 2}", f"--workdir={workdir}")
+    done = commands("train", *TINY, f"--steps={saved + 2}", f"--workdir={workdir}")
     assert done.returncode == 0, done.stderr
     assert f"Trained steps {saved}..{saved + 2}" in done.stdout
     record = json.loads((workdir / "train_record.json").read_text())
@@ -104,7 +101,8 @@ def test_signals_kill_9_resume_and_nan_stop(tmp_path):
     assert (workdir / "model.weights.npz").exists()
     # A NaN loss at step saved+4 stops the run; the checkpoint of step saved+2 stays the latest.
     weights_before = (workdir / "model.weights.npz").read_bytes()
-    nan = _run(*TINY, f"--steps={saved + 10}", f"--workdir={workdir}", f"--debug_nan_at_step={saved + 4}")
+    nan = commands("train", *TINY, f"--steps={saved + 10}", f"--workdir={workdir}",
+                   f"--debug_nan_at_step={saved + 4}")
     assert nan.returncode == 1
     warning, error = nan.stderr.splitlines()
     assert warning == f"kpac-train: warning: --steps is now {saved + 10}; this run used {saved + 2} until now."
@@ -127,7 +125,8 @@ def _quiet_env() -> dict:
     return env
 
 
-def test_quiet_output_modes_reruns_changes_and_history(tmp_path):
+@pytest.mark.process
+def test_quiet_output_modes_reruns_changes_and_history(tmp_path, commands):
     workdir = tmp_path / "run"
     quick = [opt for opt in TINY if not opt.startswith(("--progress", "--val_data"))]
     quick += ["--val_images=1", "--val_crop=32", f"--workdir={workdir}", "--log_every=2"]
@@ -144,14 +143,12 @@ def test_quiet_output_modes_reruns_changes_and_history(tmp_path):
     assert "model.weights.npz" in files and any(name.startswith("tensorboard/") for name in files)
     assert {name: mode for name, (mode, _, _) in files.items()} == {name: 0o640 for name in files}
     # The same command again: nothing to do, nothing touched (not even a new TensorBoard file).
-    again = subprocess.run(_command(*quick, "--steps=4"), env=_quiet_env(), capture_output=True, text=True,
-                           timeout=180)
+    again = commands("train", *quick, "--steps=4")
     assert again.returncode == 0 and again.stderr == "", again.stderr
     assert again.stdout == f"Already at step 4/4, nothing to do; weights: {workdir / 'model.weights.npz'}\n"
     assert _files(workdir) == files
     # Resumed with changed settings: one warning for each; the record keeps both invocations.
-    more = subprocess.run(_command(*quick, "--steps=6", "--lr=2e-3", "--crop=48"), env=_quiet_env(),
-                          capture_output=True, text=True, timeout=180)
+    more = commands("train", *quick, "--steps=6", "--lr=2e-3", "--crop=48")
     assert more.returncode == 0, more.stderr
     warnings = [line for line in more.stderr.splitlines() if "warning" in line]
     assert warnings == ["kpac-train: warning: --crop is now 48; this run used 32 until now.",
@@ -163,15 +160,17 @@ def test_quiet_output_modes_reruns_changes_and_history(tmp_path):
     assert "--steps=4" in record["history"][0]["command"] and "--lr=2e-3" in record["history"][1]["command"]
     assert record["history"][1]["flags"]["crop"] == 48 and record["flags"]["lr"] == 2e-3
     # Resumed with other model flags: one line, no TensorFlow checkpoint warnings.
-    wrong = subprocess.run(_command(*quick, "--steps=8", "--crop=48", "--lr=2e-3", "--num_blocks=2"),
-                           env=_quiet_env(), capture_output=True, text=True, timeout=180)
+    wrong = commands("train", *quick, "--steps=8", "--crop=48", "--lr=2e-3", "--num_blocks=2")
     assert wrong.returncode == 2
     lines = wrong.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("kpac-train: error: The checkpoint ")
     assert "does not fit this model" in lines[0] and wrong.stdout == ""
 
 
-def test_user_errors_are_one_line_before_training(tmp_path):
+def test_user_errors_are_one_line_before_training(tmp_path, commands):
+    def _run(*args):
+        return commands("train", *args)
+
     missing = _run("--data=" + str(tmp_path / "nowhere"), f"--workdir={tmp_path / 'a'}")
     assert missing.returncode == 2
     assert "kpac-train: error: --data=" in missing.stderr and "neither a DPDD folder" in missing.stderr
@@ -190,25 +189,30 @@ def test_user_errors_are_one_line_before_training(tmp_path):
 
 
 def test_flagfiles_hold_the_paper_recipes():
-    """Parse every flagfile with the command's own flag definitions."""
-    script = (
-        "import json, sys\n"
-        "from absl import flags\n"
-        "import kpac_tf.cli.train\n"
-        "out = {}\n"
-        "for path in sys.argv[1:]:\n"
-        "    FLAGS = flags.FLAGS\n"
-        "    FLAGS.unparse_flags()\n"
-        "    FLAGS(['kpac-train', '--flagfile=' + path])\n"
-        "    out[path] = {k: FLAGS[k].value for k in ('steps', 'batch_size', 'crop', 'lr', 'beta1', 'beta2',"
-        " 'perceptual_weight', 'perceptual_distance', 'bit_depth', 'lr_schedule', 'data', 'preset')}\n"
-        "print(json.dumps(out))\n"
-    )
-    paths = sorted(str(p) for p in CONFIGS.glob("*.flags"))
-    result = subprocess.run([sys.executable, "-c", script, *paths], env=_env(), capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    values = {Path(k).name: v for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+    """Parse every flagfile with the command's flag definitions; each flag it sets is
+    one of kpac-train's own (the test process also defines the other commands' flags)."""
+    from absl import flags
+
+    from kpac_tf.cli import train
+
+    FLAGS = flags.FLAGS
+    # The flags kpac_tf/cli/train.py defines (another command may define a flag of the same
+    # name in this process and replace its object, so the names come from the source).
+    own = set(re.findall(r"flags\.DEFINE_\w+\(\s*\"(\w+)\"", Path(train.__file__).read_text()))
+    keys = ("steps", "batch_size", "crop", "lr", "beta1", "beta2", "perceptual_weight",
+            "perceptual_distance", "bit_depth", "lr_schedule", "data", "preset")
+    out = {}
+    try:
+        for path in sorted(CONFIGS.glob("*.flags")):
+            named = re.findall(r"^--(\w+)", path.read_text(), re.MULTILINE)
+            foreign = [n for n in named if n not in own and not (n.startswith("no") and n[2:] in own)]
+            assert named and not foreign, (path, foreign)
+            FLAGS.unparse_flags()
+            FLAGS(["kpac-train", f"--flagfile={path}"])
+            out[str(path)] = {k: FLAGS[k].value for k in keys}
+    finally:
+        FLAGS.unparse_flags()
+    values = {Path(k).name: v for k, v in out.items()}
     stage1, stage2 = values["paper_stage1.flags"], values["paper_stage2.flags"]
     common = dict(batch_size=4, crop=512, beta1=0.9, beta2=0.99, bit_depth="8", lr_schedule="constant")
     for recipe in (stage1, stage2):
@@ -220,9 +224,12 @@ def test_flagfiles_hold_the_paper_recipes():
     assert cpu["data"] == "synthetic:deadleaves,skimage" and cpu["crop"] == 256 and cpu["preset"] == "kpac-3level"
 
 
-def test_mixed_precision_trains_and_resumes_in_float32(tmp_path):
+def test_mixed_precision_trains_and_resumes_in_float32(tmp_path, commands):
     """--mixed_precision on a CPU trains in bfloat16; its checkpoint resumes in float32."""
     import numpy as np
+
+    def _run(*args):
+        return commands("train", *args)
 
     mixed = _run(*TINY, "--steps=2", "--mixed_precision", f"--workdir={tmp_path}")
     assert mixed.returncode == 0, mixed.stderr
@@ -239,3 +246,46 @@ def test_mixed_precision_trains_and_resumes_in_float32(tmp_path):
     assert "kpac-train: warning: --pixel_loss is now mse; this run used mae until now." in full.stderr
     record = json.loads((tmp_path / "train_record.json").read_text())
     assert record["dtype_policy"] == "float32" and record["flags"]["pixel_loss"] == "mse"
+
+
+def _tiny_run_copy(tiny_run: Path, folder: Path) -> Path:
+    """A copy of the shared tiny run (checkpoints at steps 2 and 4) to damage."""
+    return Path(shutil.copytree(tiny_run, folder / "run"))
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_from_the_last_good_one(
+        tiny_run, tmp_path, commands):
+    workdir = _tiny_run_copy(tiny_run, tmp_path)
+    data = workdir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # a copy cut short
+    (workdir / "model.weights.npz").unlink()  # the step-4 result must be made again
+    done = commands("train", *TINY_RUN_FLAGS, f"--workdir={workdir}")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"kpac-train: warning: Checkpoint ckpt-4 (Read less bytes than requested) in "
+        f"{workdir / 'checkpoints'} does not read; resuming from ckpt-2 instead."]
+    assert done.stdout.startswith("Trained steps 2..4 ")
+    record = json.loads((workdir / "train_record.json").read_text())
+    assert record["resumed_from"] == str(workdir / "checkpoints" / "ckpt-2")
+    assert record["damaged_checkpoints"] == [
+        {"checkpoint": "ckpt-4", "problem": "Read less bytes than requested"}]
+    assert record["history"][-1]["damaged_checkpoints"] == record["damaged_checkpoints"]
+    assert _latest_step(workdir) == 4 and (workdir / "model.weights.npz").exists()
+
+
+def test_a_run_whose_checkpoints_all_fail_to_read_is_one_error_line(tiny_run, tmp_path, commands):
+    workdir = _tiny_run_copy(tiny_run, tmp_path)
+    checkpoints = workdir / "checkpoints"
+    (checkpoints / "ckpt-4.index").unlink()  # an index lost: the data file is still found
+    data = checkpoints / "ckpt-2.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])
+    before = _files(workdir)
+    failed = commands("train", *TINY_RUN_FLAGS, "--steps=6", f"--workdir={workdir}")
+    assert failed.returncode == 2 and failed.stdout == ""
+    lines = failed.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert lines[0] == (
+        f"kpac-train: error: Checkpoints ckpt-4 (its index file ckpt-4.index is missing), ckpt-2 (Read "
+        f"less bytes than requested) in {checkpoints} do not read, and the run has no other; move "
+        f"{checkpoints} aside to start the run afresh, or use a new work directory.")
+    assert _files(workdir) == before  # nothing trained, nothing written

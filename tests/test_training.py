@@ -12,25 +12,7 @@ import tensorflow as tf
 
 from kpac_tf import losses, models, training, weights
 from kpac_tf.data import pipeline
-
-
-def tiny_model():
-    return models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
-
-
-def tiny_data(crop=32, seed=0, nan_at_step=None, val_images=2):
-    sources = pipeline.resolve_data("synthetic:deadleaves", crop=crop, val_images=val_images, seed=seed)
-    return training.TrainData(
-        train=sources.train, val=sources.val, val_crop=crop, description="synthetic:deadleaves",
-        pipeline=pipeline.PipelineConfig(crop=crop, flip_rot=True, seed=seed, nan_at_step=nan_at_step),
-    )
-
-
-def quiet_config(**kwargs):
-    defaults = dict(batch_size=2, learning_rate=1e-3, checkpoint_every=1000, summary_every=0,
-                    image_summary_every=0, eval_every=0)
-    defaults.update(kwargs)
-    return training.TrainConfig(**defaults)
+from tests.helpers import quiet_config, tiny_data, tiny_model
 
 
 def _arrays(path):

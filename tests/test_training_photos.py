@@ -118,6 +118,7 @@ def test_fake_package_becomes_a_split_photo_folder(tmp_path, rng):
     assert stamp == {f: os.path.getmtime(out / "train" / f) for f in on_disk["train"]}
 
 
+@pytest.mark.process
 @needs_dpkg
 def test_fetch_script_with_a_local_package_and_a_bad_one(tmp_path, rng):
     deb = _fake_package(tmp_path, rng)
@@ -348,6 +349,7 @@ def test_bfloat16_probe_measures_a_ratio():
     assert math.isfinite(speedup) and 0.01 < speedup < 100
 
 
+@pytest.mark.process
 def test_pool_storage_benchmark_compares_memory_and_packed(tmp_path):
     out = str(tmp_path / "pool")
     pool.render_pool(out, 3, kinds=["deadleaves"], size=40, seed=2)

@@ -33,10 +33,10 @@ def test_imported_weights_reproduce_the_authors_graph(preset, tmp_path):
     assert np.abs(output - vectors["output"]).max() < 1e-4
 
 
-def test_weight_layout_has_the_released_array_counts():
-    assert len(weights.weight_layout(build_kpac("kpac-2level"))) == 58
-    assert len(weights.weight_layout(build_kpac("kpac-3level"))) == 66
-    layout = weights.weight_layout(build_kpac("kpac-dual"))
+def test_weight_layout_has_the_released_array_counts(preset_model):
+    assert len(weights.weight_layout(preset_model("kpac-2level"))) == 58
+    assert len(weights.weight_layout(preset_model("kpac-3level"))) == 66
+    layout = weights.weight_layout(preset_model("kpac-dual"))
     assert len(layout) == 66 and tuple(layout[0][1].shape) == (5, 5, 6, 48)
     names = [name for name, _ in layout]
     assert names[16] == "block1/dc1/kernel" and tuple(layout[16][1].shape) == (5, 5, 96, 48)

@@ -18,6 +18,20 @@ flags.DEFINE_integer("max_pixels", None, "Largest image read, in pixels (default
                      "larger files are refused as too large. Raise it on a machine with the "
                      "memory.", allow_override=True)
 
+#: The smallest tile side (kpac_tf.inference.MIN_TILE; not imported: it loads TensorFlow).
+MIN_TILE = 64
+
+# Values that cannot work are refused while the flags are parsed, before any work, in
+# words about the flag as typed (absl prefixes "flag --NAME=VALUE: "). Whether tiles,
+# overlap and memory budget fit together is checked with the model (kpac_tf.inference).
+flags.register_validator("tile", lambda value: value is None or value >= MIN_TILE,
+                         f"tiles must be at least {MIN_TILE} px (leave --tile out to size them "
+                         "from --memory_budget).")
+flags.register_validator("overlap", lambda value: value is not None and value >= 0,
+                         "the overlap between tiles must be 0 px or more.")
+flags.register_validator("max_pixels", lambda value: value is None or value >= 1,
+                         "the largest image read must be at least 1 pixel (default: 250 million).")
+
 
 def make_deblurrer(model):
     """A Deblurrer for ``model`` configured by --tile, --overlap, --memory_budget,
