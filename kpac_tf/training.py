@@ -728,8 +728,19 @@ def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
 
 
 def _read_json(path: str) -> dict:
+    """The JSON object in ``path`` (a run's record); ValueError naming the file when it
+    does not parse (a copy or a disk write cut short)."""
     with tf.io.gfile.GFile(path) as stream:
-        return json.load(stream)
+        text = stream.read()
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"The run record {path} is damaged (not JSON: {error}); restore it "
+                         "from a copy, or use a new work directory.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"The run record {path} is damaged (not a JSON object); restore it "
+                         "from a copy, or use a new work directory.")
+    return value
 
 
 def _finished_result(paths: "_Workdir", step: int, wall_time: float, network) -> TrainResult:
@@ -746,7 +757,9 @@ def _history(record_path: str, record: dict, seconds: float) -> list[dict]:
     if tf.io.gfile.exists(record_path):
         try:
             previous = _read_json(record_path)
-        except ValueError:
+        except ValueError as error:
+            logging.warning("%s The history of the earlier invocations is lost; this "
+                            "invocation starts a new one.", error)
             previous = {}
         history = previous.get("history") or ([_invocation(previous)] if previous else [])
     return history + [_invocation(record, seconds)]

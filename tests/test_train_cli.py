@@ -273,6 +273,25 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_from_the_last_
     assert _latest_step(workdir) == 4 and (workdir / "model.weights.npz").exists()
 
 
+def test_a_damaged_run_record_is_named_in_one_line(tiny_run, tmp_path, commands):
+    """A finished run whose record was cut short: one error line naming the file; a
+    resumed run whose record was cut short: one warning, and its history starts over."""
+    workdir = _tiny_run_copy(tiny_run, tmp_path)
+    record_path = workdir / "train_record.json"
+    record_path.write_text(record_path.read_text()[:40])
+    failed = commands("train", *TINY_RUN_FLAGS, f"--workdir={workdir}")
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines() == [
+        f"kpac-train: error: The run record {record_path} is damaged (not JSON: "
+        + failed.stderr.split("(not JSON: ", 1)[1].split("\n")[0]]
+    assert "restore it from a copy, or use a new work directory." in failed.stderr
+    more = commands("train", *TINY_RUN_FLAGS, "--steps=6", f"--workdir={workdir}")
+    assert more.returncode == 0, more.stderr
+    assert "The history of the earlier invocations is lost" in more.stderr
+    history = json.loads(record_path.read_text())["history"]
+    assert len(history) == 1 and history[0]["start_step"] == 4 and history[0]["step"] == 6
+
+
 def test_a_run_whose_checkpoints_all_fail_to_read_is_one_error_line(tiny_run, tmp_path, commands):
     workdir = _tiny_run_copy(tiny_run, tmp_path)
     checkpoints = workdir / "checkpoints"
