@@ -36,10 +36,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kpac_tf import cpu
-from kpac_tf.io import to_unit_float
-from kpac_tf.models import build_kpac, model_config
-from kpac_tf.padding import padded_size
+from kpac_tf.images.codec import to_unit_float
+from kpac_tf.model.builder import build_kpac, model_config
+from kpac_tf.model.padding import padded_size
+from kpac_tf.model.precision import fast_bfloat16
 
 # Planning figure for the activation memory of a forward pass, bytes per input pixel
 # (float32). Measured about 900 for single 0.25-1 MP passes; peaks grow faster than
@@ -174,7 +174,7 @@ def resolve_precision(precision: str = "auto") -> tuple[str, str]:
         )
     if precision != "auto":
         return precision, f"precision={precision} was asked for"
-    fast, reason = cpu.fast_bfloat16(include_avx512=False)
+    fast, reason = fast_bfloat16(include_avx512=False)
     return ("bfloat16" if fast else "float32"), reason
 
 
@@ -205,7 +205,7 @@ def bfloat16_copy(model: keras.Model, float32_last_conv: bool = False) -> keras.
     if ``float32_last_conv`` (as training does). A model that already runs in bfloat16
     is returned as it is.
     """
-    from kpac_tf.weights import get_arrays, set_arrays
+    from kpac_tf.model.weights import get_arrays, set_arrays
 
     if _compute_dtype(model) == "bfloat16":
         return model
@@ -368,7 +368,7 @@ def _axis_weights(plan: TilePlan, size: int, ramp: int) -> tuple[list[np.ndarray
 def _log_precision(precision: str, reason: str, asked: str) -> None:
     logging.info("Inference precision: %s (%s).", precision, reason)
     if asked == "bfloat16":
-        fast, why = cpu.fast_bfloat16(include_avx512=False)
+        fast, why = fast_bfloat16(include_avx512=False)
         if not fast:
             logging.warning("bfloat16 was forced although %s; it may be slower than float32.", why)
 

@@ -32,18 +32,18 @@ TINY_RUN_FLAGS = [
 
 def tiny_model():
     """A 1-block 2-level KPAC with two dilation rates: the smallest model that trains."""
-    from kpac_tf import models
+    from kpac_tf.model import builder
 
-    return models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    return builder.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
 
 
 def tiny_data(crop: int = 32, seed: int = 0, nan_at_step: int | None = None, val_images: int = 2):
     """Synthetic dead-leaves training data with a few validation scenes."""
-    from kpac_tf import training
     from kpac_tf.data import pipeline
+    from kpac_tf.train.config import TrainData
 
     sources = pipeline.resolve_data("synthetic:deadleaves", crop=crop, val_images=val_images, seed=seed)
-    return training.TrainData(
+    return TrainData(
         train=sources.train, val=sources.val, val_crop=crop, description="synthetic:deadleaves",
         pipeline=pipeline.PipelineConfig(crop=crop, flip_rot=True, seed=seed, nan_at_step=nan_at_step),
     )
@@ -51,12 +51,12 @@ def tiny_data(crop: int = 32, seed: int = 0, nan_at_step: int | None = None, val
 
 def quiet_config(**kwargs: Any):
     """A TrainConfig with batch 2 and no summaries, evaluations or checkpoints unless asked."""
-    from kpac_tf import training
+    from kpac_tf.train.config import TrainConfig
 
     defaults = dict(batch_size=2, learning_rate=1e-3, checkpoint_every=1000, summary_every=0,
                     image_summary_every=0, eval_every=0)
     defaults.update(kwargs)
-    return training.TrainConfig(**defaults)
+    return TrainConfig(**defaults)
 
 
 @dataclasses.dataclass

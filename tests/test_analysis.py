@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpac_tf import analysis
-from kpac_tf import blur_detection as bd
-from kpac_tf import io as kio
-from kpac_tf.models import build_kpac
-from kpac_tf.weights import get_arrays, set_arrays
+from kpac_tf.analysis import attention as kattention
+from kpac_tf.analysis import blur_detection as bd
+from kpac_tf.images import codec
+from kpac_tf.model.builder import build_kpac
+from kpac_tf.model.weights import get_arrays, set_arrays
 
 
 def _lively_weights(model, seed: int) -> None:
@@ -53,9 +53,9 @@ def _image(rng, height, width):
 def test_maps_have_block_and_image_shapes_and_ranges_for_odd_sizes(request, rng, fixture, multiple):
     model = request.getfixturevalue(fixture)
     image = _image(rng, 37, 53)
-    maps = analysis.compute_attention(model, image)
+    maps = kattention.compute_attention(model, image)
     h, w = -(-37 // multiple), -(-53 // multiple)
-    assert analysis.block_resolution((37, 53), multiple) == (h, w)
+    assert kattention.block_resolution((37, 53), multiple) == (h, w)
     assert maps.output.shape == (37, 53, 3)
     assert maps.output.min() >= 0.0 and maps.output.max() <= 1.0
     assert len(maps.alphas) == len(maps.alphas_image) == len(maps.betas) == 2
@@ -73,7 +73,7 @@ def test_maps_have_block_and_image_shapes_and_ranges_for_odd_sizes(request, rng,
 
 def test_maps_equal_the_models_own_attention_outputs(rng, model2):
     image = _image(rng, 29, 42)
-    maps = analysis.compute_attention(model2, image)
+    maps = kattention.compute_attention(model2, image)
     twin = build_kpac("kpac-2level", return_attention=True)
     set_arrays(twin, get_arrays(model2), "copy")
     reference = twin(image[None], training=False)
@@ -85,7 +85,7 @@ def test_maps_equal_the_models_own_attention_outputs(rng, model2):
     plain = np.clip(model2(image[None], training=False).numpy()[0], 0, 1)
     np.testing.assert_allclose(maps.output, plain, atol=1e-5)
     # The maps depend on the image (not a constant of the weights).
-    other = analysis.compute_attention(model2, _image(rng, 29, 42))
+    other = kattention.compute_attention(model2, _image(rng, 29, 42))
     assert np.abs(other.alphas[0] - maps.alphas[0]).max() > 1e-3
 
 
@@ -93,13 +93,13 @@ def test_attention_model_is_cached_per_model_and_follows_weight_changes(rng):
     model = build_kpac("kpac-2level")
     _lively_weights(model, 1)
     image = _image(rng, 24, 24)
-    first = analysis.compute_attention(model, image)
-    cached = analysis.attention_model(model)
-    assert analysis.attention_model(model) is cached
-    assert analysis.attention_model(build_kpac("kpac-2level")) is not cached
+    first = kattention.compute_attention(model, image)
+    cached = kattention.attention_model(model)
+    assert kattention.attention_model(model) is cached
+    assert kattention.attention_model(build_kpac("kpac-2level")) is not cached
     _lively_weights(model, 2)
-    second = analysis.compute_attention(model, image)
-    assert analysis.attention_model(model) is cached
+    second = kattention.compute_attention(model, image)
+    assert kattention.attention_model(model) is cached
     assert np.abs(second.alphas[0] - first.alphas[0]).max() > 1e-3
     np.testing.assert_allclose(
         second.output, np.clip(model(image[None]).numpy()[0], 0, 1), atol=1e-5)
@@ -108,9 +108,9 @@ def test_attention_model_is_cached_per_model_and_follows_weight_changes(rng):
 def test_models_without_scale_attention_are_refused(rng):
     model = build_kpac("kpac-2level", scale_attention=False)
     with pytest.raises(ValueError, match="no scale attention"):
-        analysis.compute_attention(model, _image(rng, 16, 16))
+        kattention.compute_attention(model, _image(rng, 16, 16))
     with pytest.raises(ValueError, match="no scale attention"):
-        analysis.modulate(model, _image(rng, 16, 16), [1, 0, 0, 0, 0])
+        kattention.modulate(model, _image(rng, 16, 16), [1, 0, 0, 0, 0])
 
 
 # ---------------------------------------------------------------------------------------
@@ -121,9 +121,9 @@ def test_block_map_to_image_interpolates_between_receptive_field_centres():
     multiple = 8
     h, w = 4, 3
     rows = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)  # value = row cell
-    resized = analysis.block_map_to_image(rows, (27, 21), multiple)  # padded 32 x 24
+    resized = kattention.block_map_to_image(rows, (27, 21), multiple)  # padded 32 x 24
     assert resized.shape == (27, 21)
-    centres = analysis.feature_centres(h, multiple)
+    centres = kattention.feature_centres(h, multiple)
     np.testing.assert_array_equal(centres, [7, 15, 23, 31])
     for cell, centre in enumerate(centres[:-1]):  # the last centre lies in the padding
         np.testing.assert_allclose(resized[int(centre)], cell)
@@ -133,19 +133,19 @@ def test_block_map_to_image_interpolates_between_receptive_field_centres():
     np.testing.assert_allclose(resized[26], (26 - 7) / 8)
     assert np.all(resized == resized[:, :1])
     # Upsampled input: image pixel y has its centre at 4 y + 1.5 of the network input.
-    upsampled = analysis.block_map_to_image(rows, (7, 5), multiple, scale=4)
+    upsampled = kattention.block_map_to_image(rows, (7, 5), multiple, scale=4)
     expected = np.clip((4 * np.arange(7) + 1.5 - 7) / 8, 0, h - 1)
     np.testing.assert_allclose(upsampled[:, 0], expected, atol=1e-6)
     # Channels are resized independently; constants stay constant.
     stacked = np.stack([rows, np.full_like(rows, 0.25)], axis=-1)
-    both = analysis.block_map_to_image(stacked, (27, 21), multiple)
+    both = kattention.block_map_to_image(stacked, (27, 21), multiple)
     np.testing.assert_allclose(both[..., 0], resized)
     np.testing.assert_allclose(both[..., 1], 0.25)
 
 
 def test_receptive_field_of_a_block_cell_is_centred_on_the_documented_pixel(rng):
     model = build_kpac("kpac-2level")
-    attention = analysis.attention_model(model)  # random Glorot weights are enough here
+    attention = kattention.attention_model(model)  # random Glorot weights are enough here
     image = tf.constant(_image(rng, 256, 8))
     cell = 32
     with tf.GradientTape() as tape:
@@ -155,7 +155,7 @@ def test_receptive_field_of_a_block_cell_is_centred_on_the_documented_pixel(rng)
     gradient = tape.gradient(value, image).numpy()
     rows = np.nonzero(np.abs(gradient).sum(axis=(1, 2)) > 0)[0]
     assert rows.min() > 0 and rows.max() < 255  # the whole field lies inside the image
-    centre = analysis.feature_centres(64, 4)[cell]
+    centre = kattention.feature_centres(64, 4)[cell]
     assert (rows.min() + rows.max()) / 2 == centre == 4 * cell + 3
 
 
@@ -165,38 +165,38 @@ def test_receptive_field_of_a_block_cell_is_centred_on_the_documented_pixel(rng)
 
 def test_modulation_with_computed_alphas_reproduces_the_output(rng, model2):
     image = _image(rng, 33, 47)
-    maps = analysis.compute_attention(model2, image)
-    np.testing.assert_allclose(analysis.modulate(model2, image, maps.alphas), maps.output, atol=1e-6)
-    np.testing.assert_allclose(analysis.modulate(model2, image, [None, None]), maps.output, atol=1e-6)
+    maps = kattention.compute_attention(model2, image)
+    np.testing.assert_allclose(kattention.modulate(model2, image, maps.alphas), maps.output, atol=1e-6)
+    np.testing.assert_allclose(kattention.modulate(model2, image, [None, None]), maps.output, atol=1e-6)
 
 
 def test_modulation_with_a_single_rate_changes_the_output(rng, model2):
     image = _image(rng, 33, 47)
-    maps = analysis.compute_attention(model2, image)
-    only1 = analysis.modulate(model2, image, analysis.single_rate(maps.dilations, 1))
-    only5 = analysis.modulate(model2, image, analysis.single_rate(maps.dilations, 5))
-    block2_only1 = analysis.modulate(model2, image, [None, analysis.single_rate(maps.dilations, 1)])
+    maps = kattention.compute_attention(model2, image)
+    only1 = kattention.modulate(model2, image, kattention.single_rate(maps.dilations, 1))
+    only5 = kattention.modulate(model2, image, kattention.single_rate(maps.dilations, 5))
+    block2_only1 = kattention.modulate(model2, image, [None, kattention.single_rate(maps.dilations, 1)])
     assert only1.shape == (33, 47, 3) and 0 <= only1.min() and only1.max() <= 1
     for changed in (only1, only5, block2_only1):
         assert np.abs(changed - maps.output).mean() > 1e-4  # unchanged: < 1e-6
     assert np.abs(only1 - only5).mean() > 1e-3
     # Constants equal to a constant map give the same result as that map.
     h, w = maps.alphas[0].shape[:2]
-    constant_map = np.broadcast_to(analysis.single_rate(maps.dilations, 1), (h, w, 5))
-    np.testing.assert_allclose(analysis.modulate(model2, image, [constant_map, constant_map]),
+    constant_map = np.broadcast_to(kattention.single_rate(maps.dilations, 1), (h, w, 5))
+    np.testing.assert_allclose(kattention.modulate(model2, image, [constant_map, constant_map]),
                                only1, atol=1e-6)
 
 
 def test_modulation_rejects_wrong_shapes(rng, model2):
     image = _image(rng, 20, 20)
     with pytest.raises(ValueError, match="3 per-rate constants"):
-        analysis.modulate(model2, image, [[1, 0, 0], None])
+        kattention.modulate(model2, image, [[1, 0, 0], None])
     with pytest.raises(ValueError, match="block resolution"):
-        analysis.modulate(model2, image, [np.ones((4, 4, 5), np.float32), None])
+        kattention.modulate(model2, image, [np.ones((4, 4, 5), np.float32), None])
     with pytest.raises(ValueError, match="one entry per block"):
-        analysis.modulate(model2, image, [None, None, None])
+        kattention.modulate(model2, image, [None, None, None])
     with pytest.raises(ValueError, match="not one of the model's rates"):
-        analysis.single_rate((1, 2, 3, 4, 5), 7)
+        kattention.single_rate((1, 2, 3, 4, 5), 7)
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,8 +272,8 @@ def test_blur_map_is_one_minus_the_first_blocks_rate1_map_at_image_resolution(rn
     np.testing.assert_array_equal(detection.mask, detection.blur_map > detection.threshold)
     enlarged = bd.upsample_image(image, upsample)
     assert enlarged.shape == (35 * upsample, 51 * upsample, 3)
-    maps = analysis.compute_attention(model3, enlarged)
-    expected = 1.0 - analysis.block_map_to_image(maps.alphas[0][..., 0], (35, 51), 8, scale=upsample)
+    maps = kattention.compute_attention(model3, enlarged)
+    expected = 1.0 - kattention.block_map_to_image(maps.alphas[0][..., 0], (35, 51), 8, scale=upsample)
     np.testing.assert_allclose(detection.blur_map, expected, atol=1e-6)
     if upsample == 1:
         np.testing.assert_allclose(detection.blur_map, 1.0 - maps.rate_map(1, 1), atol=1e-6)
@@ -284,7 +284,7 @@ def test_blur_map_is_one_minus_the_first_blocks_rate1_map_at_image_resolution(rn
 
 
 def _write(path, height=12, width=16, value=0.0):
-    kio.write_image(str(path), np.full((height, width), value, np.float32), grayscale=True)
+    codec.write_image(str(path), np.full((height, width), value, np.float32), grayscale=True)
 
 
 def _cuhk(tmp_path, images, masks):
@@ -337,7 +337,7 @@ def test_pairing_errors_for_duplicates_missing_and_empty_folders(tmp_path):
 def test_read_mask_polarity(tmp_path):
     mask = np.zeros((6, 8), np.float32)
     mask[:, :3] = 1.0
-    kio.write_image(str(tmp_path / "m.png"), mask, grayscale=True)
+    codec.write_image(str(tmp_path / "m.png"), mask, grayscale=True)
     blurred = bd.read_mask(str(tmp_path / "m.png"))
     np.testing.assert_array_equal(blurred, mask > 0.5)
     np.testing.assert_array_equal(bd.read_mask(str(tmp_path / "m.png"), white="sharp"), mask < 0.5)

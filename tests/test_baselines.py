@@ -1,4 +1,4 @@
-"""Tests for kpac_tf.baselines: oracle deconvolution improves on the blurred input.
+"""Tests for kpac_tf.evaluation.baselines: oracle deconvolution improves on the blurred input.
 
 Pairs come from the project's synthetic defocus renderer, so the baselines' oracle PSF
 (the renderer's disc) and radius maps are exactly those the blur was made with.
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from kpac_tf import baselines as B
-from kpac_tf import metrics
-from kpac_tf.data import synthetic
+from kpac_tf.data import depth as kdepth
+from kpac_tf.data import render
+from kpac_tf.evaluation import baselines as B
+from kpac_tf.evaluation import metrics
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,8 @@ def sharp() -> np.ndarray:
 
 def _pair(sharp, depth, focus, max_radius, gaussian_mix=0.0):
     """(8-bit blurred input, target, oracle info) rendered by the synthetic generator."""
-    pair = synthetic.render_defocus_pair(sharp, depth, focus=focus, max_radius=max_radius,
-                                         gaussian_mix=gaussian_mix)
+    pair = render.render_defocus_pair(sharp, depth, focus=focus, max_radius=max_radius,
+                                      gaussian_mix=gaussian_mix)
     info = {"mean_radius": pair.mean_radius, "radius_map": pair.radius,
             "gaussian_mix": gaussian_mix}
     return metrics.prepare(pair.blurred, 8).astype(np.float32), pair.sharp, info
@@ -63,12 +64,12 @@ def test_psf_follows_the_gaussian_mix_of_the_pair(sharp):
     right = metrics.psnr(B.Wiener()(blurred, info), target)
     wrong = metrics.psnr(B.Wiener()(blurred, dict(info, gaussian_mix=0.0)), target)
     assert right > wrong + 1.0, (right, wrong)
-    np.testing.assert_allclose(B.Wiener().psf(2.0, info), synthetic.disc_psf(2.0, 0.3),
+    np.testing.assert_allclose(B.Wiener().psf(2.0, info), render.disc_psf(2.0, 0.3),
                                rtol=1e-6)
 
 
 def test_two_step_uses_the_oracle_map(sharp):
-    depth = synthetic.slanted_depth(*sharp.shape[:2], np.random.default_rng(1))
+    depth = kdepth.slanted_depth(*sharp.shape[:2], np.random.default_rng(1))
     blurred, target, info = _pair(sharp, depth, focus=float(depth.min()), max_radius=5.0)
     assert info["radius_map"].min() < 0.5 and info["radius_map"].max() > 4.5
     scores = {name: metrics.psnr(B.get_baseline(name)(blurred, info), target)

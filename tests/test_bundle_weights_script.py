@@ -1,4 +1,4 @@
-"""experiments/bundle_weights.py: a finished run becomes the bundled weights, and its
+"""experiments/recipe/bundle_weights.py: a finished run becomes the bundled weights, and its
 stage is appended to the bundled record without machine paths."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.process  # every test here starts a Python process
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "experiments" / "bundle_weights.py"
+SCRIPT = REPO / "experiments" / "recipe" / "bundle_weights.py"
 
 
 def _run_record(**changes) -> dict:
@@ -54,7 +54,8 @@ def _bundles(*calls: tuple) -> list[subprocess.CompletedProcess]:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from kpac_tf import build_kpac, weights
+    from kpac_tf import build_kpac
+    from kpac_tf.model import weights
 
     run_dir = tmp_path_factory.mktemp("run")
     weights.save_weights(build_kpac("kpac-3level"), run_dir / "model.weights.npz")
@@ -91,7 +92,8 @@ def test_a_finished_run_is_appended_as_a_stage(finished_run, tmp_path):
 def test_another_file_of_the_run_can_stand_in_for_its_final_weights(finished_run, tmp_path):
     import keras
 
-    from kpac_tf import build_kpac, weights
+    from kpac_tf import build_kpac
+    from kpac_tf.model import weights
 
     assets = tmp_path / "assets"
     assets.mkdir()
@@ -114,7 +116,7 @@ def test_another_file_of_the_run_can_stand_in_for_its_final_weights(finished_run
     # A checkpoint prefix is not a file to copy: one line, nothing written.
     refused = refused_prefix
     assert refused.returncode == 1 and "give a project *.weights.npz file" in refused.stderr
-    errors = [line for line in refused.stderr.splitlines() if line.startswith("bundle_weights:")]
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("bundle_weights.py: error:")]
     assert len(errors) == 1 and not (tmp_path / "assets3").exists()
 
 
@@ -142,7 +144,7 @@ def _append_stage(run: dict) -> dict:
     flags that the commands imported by other tests define too)."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bundle_weights; "
             "print(json.dumps(bundle_weights.append_stage({}, json.loads(sys.argv[2]))))")
-    result = subprocess.run([sys.executable, "-c", code, str(REPO / "experiments"), json.dumps(run)],
+    result = subprocess.run([sys.executable, "-c", code, str(REPO / "experiments" / "recipe"), json.dumps(run)],
                             env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -205,7 +207,8 @@ def test_a_stage_on_two_pools_records_both(tmp_path):
 def test_a_run_that_started_from_an_unbundled_run_is_bundled_after_it(finished_run, tmp_path):
     import keras
 
-    from kpac_tf import build_kpac, weights
+    from kpac_tf import build_kpac
+    from kpac_tf.model import weights
 
     assets = tmp_path / "assets"
     assets.mkdir()

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from kpac_tf import metrics, weights
 from kpac_tf.cli.demo import sample_paths
+from kpac_tf.evaluation import metrics
+from kpac_tf.images.codec import read_image
 from kpac_tf.inference import Deblurrer
-from kpac_tf.io import read_image
+from kpac_tf.model import weights
 
 BUNDLED = weights.bundled_weights_path("kpac-3level")
 pytestmark = pytest.mark.skipif(not BUNDLED.exists(), reason="no bundled kpac-3level weights")

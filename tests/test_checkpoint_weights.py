@@ -1,5 +1,5 @@
 """kpac-train checkpoints as weights sources, and checkpoint averaging
-(kpac_tf.weights.average_weights, experiments/average_weights.py)."""
+(kpac_tf.model.weights.average_weights, python -m kpac_tf.tools.average_weights)."""
 from __future__ import annotations
 
 import os
@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kpac_tf import models, training, weights
+from kpac_tf.model import builder, weights
+from kpac_tf.train import checkpoints
 from tests.helpers import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "experiments" / "average_weights.py"
+TOOL = [sys.executable, "-m", "kpac_tf.tools.average_weights"]
 
 
 @pytest.fixture
@@ -29,11 +30,11 @@ def _arrays(source, config=None):
 
 
 def test_a_checkpoint_loads_as_the_weights_of_its_step(run_dir):
-    final = weights.read_own_weights(run_dir / training.WEIGHTS_NAME)[1]
+    final = weights.read_own_weights(run_dir / checkpoints.WEIGHTS_NAME)[1]
     prefix = run_dir / "checkpoints" / "ckpt-4"
     assert weights.is_checkpoint(prefix) and not weights.is_checkpoint(run_dir / "checkpoints" / "ckpt-3")
     model = weights.load_model(str(prefix))  # the model comes from the run's record
-    assert models.model_config(model) == models.model_config(tiny_model())
+    assert builder.model_config(model) == builder.model_config(tiny_model())
     assert len(model.variables) == len(model.trainable_variables)  # nothing else to restore
     for a, b in zip(final, weights.get_arrays(model)):
         np.testing.assert_array_equal(a, b)
@@ -42,7 +43,7 @@ def test_a_checkpoint_loads_as_the_weights_of_its_step(run_dir):
 
 
 def test_average_is_the_elementwise_mean(run_dir):
-    sources = [str(run_dir / "checkpoints" / "ckpt-2"), str(run_dir / training.WEIGHTS_NAME)]
+    sources = [str(run_dir / "checkpoints" / "ckpt-2"), str(run_dir / checkpoints.WEIGHTS_NAME)]
     expected = [(a + b) / 2 for a, b in zip(_arrays(sources[0]), _arrays(sources[1]))]
     averaged = weights.get_arrays(weights.average_weights(sources))
     assert len(averaged) == len(expected)
@@ -54,7 +55,7 @@ def test_average_is_the_elementwise_mean(run_dir):
 
 def test_another_variant_is_refused_before_anything_is_restored(run_dir, tmp_path):
     prefix = run_dir / "checkpoints" / "ckpt-4"
-    other = models.build_kpac("kpac-2level", num_blocks=2, dilations=(1, 2))
+    other = builder.build_kpac("kpac-2level", num_blocks=2, dilations=(1, 2))
     before = weights.get_arrays(other)
     expected = r"ckpt-4: variable 29 \(block2/dc1/kernel\) has shape .*another model variant"
     with pytest.raises(weights.WeightsMismatchError, match=expected):
@@ -68,7 +69,7 @@ def test_another_variant_is_refused_before_anything_is_restored(run_dir, tmp_pat
     with pytest.raises(ValueError, match="foreign: not a kpac-train checkpoint"):
         weights.load_weights(tiny_model(), str(tmp_path / "foreign"))
     with pytest.raises(weights.WeightsMismatchError, match=r"variable 0 \(c0/kernel\) has shape"):
-        weights.load_weights(models.build_kpac("kpac-dual"), str(prefix))
+        weights.load_weights(builder.build_kpac("kpac-dual"), str(prefix))
 
 
 def test_a_checkpoint_without_its_record_needs_the_model(run_dir, tmp_path):
@@ -76,7 +77,7 @@ def test_a_checkpoint_without_its_record_needs_the_model(run_dir, tmp_path):
         shutil.copy(run_dir / "checkpoints" / name, tmp_path / name)
     with pytest.raises(ValueError, match=r"cannot tell its model.*\(--preset\)"):
         weights.load_model(str(tmp_path / "ckpt-4"))
-    config = models.model_config(tiny_model())
+    config = builder.model_config(tiny_model())
     for a, b in zip(_arrays(tmp_path / "ckpt-4", config), _arrays(run_dir / "checkpoints" / "ckpt-4")):
         np.testing.assert_array_equal(a, b)
 
@@ -85,7 +86,7 @@ def _scripts(*calls: list[str]) -> list[subprocess.CompletedProcess]:
     """The script run once per argument list, all at once (it defines absl flags that the
     commands imported by other tests define too, hence a process each)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    started = [subprocess.Popen([sys.executable, str(SCRIPT), *args], env=env, stdout=subprocess.PIPE,
+    started = [subprocess.Popen([*TOOL, *args], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for args in calls]
     results = []
     for process in started:
@@ -98,7 +99,7 @@ def _scripts(*calls: list[str]) -> list[subprocess.CompletedProcess]:
 def test_the_script_averages_a_run_and_refuses_bad_input(run_dir, tmp_path):
     out = tmp_path / "avg.weights.npz"
     missing = tmp_path / "missing.weights.npz"
-    source = run_dir / training.WEIGHTS_NAME
+    source = run_dir / checkpoints.WEIGHTS_NAME
     before = source.read_bytes()
     done, failed, bad, clash = _scripts(
         [f"--run={run_dir}", "--checkpoint_steps=2:4:2", f"--out={out}"],
@@ -114,7 +115,8 @@ def test_the_script_averages_a_run_and_refuses_bad_input(run_dir, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # A step with no checkpoint: one line, non-zero, no output file.
     assert failed.returncode == 1 and not missing.exists()
-    assert failed.stderr.strip().splitlines()[-1].startswith("average_weights: ")
+    assert failed.stderr.strip().splitlines()[-1].startswith(
+        "python -m kpac_tf.tools.average_weights: error: ")
     assert "ckpt-3: no such weights file" in failed.stderr
     assert bad.returncode == 1 and "expected FIRST:LAST:EVERY" in bad.stderr and not missing.exists()
     # The output may not overwrite one of its sources.

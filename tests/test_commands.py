@@ -155,8 +155,8 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(name, t
 @pytest.mark.process
 def test_demo_sample_quietly_writes_the_result_and_the_figure(tmp_path):
     from kpac_tf import build_kpac
-    from kpac_tf.io import read_image
-    from kpac_tf.weights import save_weights
+    from kpac_tf.images.codec import read_image
+    from kpac_tf.model.weights import save_weights
 
     weights = save_weights(build_kpac("kpac-3level"), tmp_path / "random")
     # A first run: matplotlib builds its font cache (and would say so) in an empty folder.
@@ -173,8 +173,8 @@ def test_demo_sample_quietly_writes_the_result_and_the_figure(tmp_path):
 @pytest.mark.process
 def test_demo_deblurs_a_photo_of_ones_own(tmp_path, rng):
     from kpac_tf import build_kpac
-    from kpac_tf.io import read_image, write_image
-    from kpac_tf.weights import save_weights
+    from kpac_tf.images.codec import read_image, write_image
+    from kpac_tf.model.weights import save_weights
 
     weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "random")
     write_image(tmp_path / "holiday.jpg", rng.random((48, 64, 3)))
@@ -194,7 +194,7 @@ def test_demo_deblurs_a_photo_of_ones_own(tmp_path, rng):
 @pytest.mark.process
 def test_export_prints_only_the_version_folder(tmp_path):
     from kpac_tf import build_kpac
-    from kpac_tf.weights import save_weights
+    from kpac_tf.model.weights import save_weights
 
     weights = save_weights(build_kpac("kpac-2level", num_blocks=1), tmp_path / "random")
     result = run_command("export", f"--weights={weights}", f"--export_dir={tmp_path / 'models'}")
@@ -222,9 +222,9 @@ def test_demo_sample_flag_picks_the_named_sample(tmp_path, monkeypatch, capsys):
 
     from kpac_tf import build_kpac
     from kpac_tf.cli import demo
+    from kpac_tf.images.codec import read_image, write_image
     from kpac_tf.inference import Deblurrer
-    from kpac_tf.io import read_image, write_image
-    from kpac_tf.weights import load_model, save_weights
+    from kpac_tf.model.weights import load_model, save_weights
 
     samples = tmp_path / "samples"
     samples.mkdir()
@@ -258,7 +258,7 @@ def test_tile_flags_that_cannot_work_are_refused_in_words_about_the_flag(tmp_pat
     """Impossible values are refused while the flags are parsed; a memory budget that
     cannot hold tiles for the overlap says which budget would (none of them mentions a
     flag the user did not set)."""
-    from kpac_tf.io import write_image
+    from kpac_tf.images.codec import write_image
 
     write_image(tmp_path / "photo.png", rng.random((24, 24, 3)))
     for args, message in (
@@ -287,7 +287,7 @@ def test_max_pixels_of_zero_is_refused_while_parsing(tmp_path):
 
 def test_a_weights_file_cut_short_is_one_true_line(tiny_run, tmp_path, rng, commands):
     """A truncated *.weights.npz (a copy cut short) is named with what is wrong with it."""
-    from kpac_tf.io import write_image
+    from kpac_tf.images.codec import write_image
 
     whole = (tiny_run / "model.weights.npz").read_bytes()
     (tmp_path / "cut.weights.npz").write_bytes(whole[: len(whole) // 2])

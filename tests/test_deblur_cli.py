@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from absl import flags
 
-from kpac_tf import build_kpac, io as kio
+from kpac_tf import build_kpac
 from kpac_tf.cli import deblur, runner
+from kpac_tf.images import codec
 from kpac_tf.inference import Deblurrer
-from kpac_tf.weights import load_model, save_weights
+from kpac_tf.model.weights import load_model, save_weights
 
 
 def _strong_residual(preset: str, seed: int = 0):
@@ -34,7 +35,7 @@ def weights_file(tmp_path_factory):
 
 def _assert_within_one_level(path, want: np.ndarray) -> None:
     """The result file's pixels equal ``want`` (HWC in [0,1]) to one level of its depth."""
-    got = kio.read_image(path)
+    got = codec.read_image(path)
     np.testing.assert_allclose(got.rgb, want, rtol=0, atol=1.0 / (2**got.bit_depth - 1) + 1e-6,
                                err_msg=str(path))
 
@@ -56,12 +57,12 @@ def _run(argv):
 def _write_inputs(folder, rng):
     folder.mkdir()
     rgb = rng.random((30, 41, 3)).astype(np.float32)
-    kio.write_image(folder / "rgb8.png", rgb)
-    kio.write_image(folder / "rgb16.png", rgb, bit_depth=16)
-    kio.write_image(folder / "gray.png", rgb, grayscale=True)
-    kio.write_image(folder / "alpha.png", rgb, alpha=rng.random((30, 41, 1)))
-    kio.write_image(folder / "photo.jpg", rgb)
-    kio.write_image(folder / "scan.tif", rgb, bit_depth=16)
+    codec.write_image(folder / "rgb8.png", rgb)
+    codec.write_image(folder / "rgb16.png", rgb, bit_depth=16)
+    codec.write_image(folder / "gray.png", rgb, grayscale=True)
+    codec.write_image(folder / "alpha.png", rgb, alpha=rng.random((30, 41, 1)))
+    codec.write_image(folder / "photo.jpg", rgb)
+    codec.write_image(folder / "scan.tif", rgb, bit_depth=16)
     good = (folder / "rgb8.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "empty.png").write_bytes(b"")
@@ -81,7 +82,7 @@ def test_folder_with_good_and_bad_files(tmp_path, rng, weights_file, capsys):
     for name in ("truncated.png", "empty.png", "notes.jpg", "missing.png"):
         assert sum(name in line for line in errors) == 1
     assert "6 deblurred, 4 failed" in captured.out
-    results = {p.name: kio.read_image(p) for p in out.iterdir()}
+    results = {p.name: codec.read_image(p) for p in out.iterdir()}
     assert sorted(results) == sorted(
         f"{stem}_deblurred{ext}" for stem, ext in
         [("rgb8", ".png"), ("rgb16", ".png"), ("gray", ".png"), ("alpha", ".png"), ("photo", ".jpg"), ("scan", ".tif")]
@@ -91,17 +92,17 @@ def test_folder_with_good_and_bad_files(tmp_path, rng, weights_file, capsys):
     assert results["scan_deblurred.tif"].bit_depth == 16
     assert results["gray_deblurred.png"].grayscale
     np.testing.assert_allclose(
-        results["alpha_deblurred.png"].alpha, kio.read_image(inputs / "alpha.png").alpha, atol=1 / 255
+        results["alpha_deblurred.png"].alpha, codec.read_image(inputs / "alpha.png").alpha, atol=1 / 255
     )
     assert results["rgb8_deblurred.png"].rgb.shape == (30, 41, 3)
     # The pixels are the Deblurrer's (default settings) to one level; the input differs.
     deblurrer = Deblurrer(load_model(str(weights_file)))
     for stem, ext in (("rgb8", ".png"), ("rgb16", ".png"), ("alpha", ".png"), ("scan", ".tif")):
-        source = kio.read_image(inputs / f"{stem}{ext}")
+        source = codec.read_image(inputs / f"{stem}{ext}")
         want = deblurrer.deblur(source.stored_rgb)
         assert np.abs(want - source.rgb).mean() > 0.05
         _assert_within_one_level(out / f"{stem}_deblurred{ext}", want)
-    gray = kio.read_image(inputs / "gray.png")
+    gray = codec.read_image(inputs / "gray.png")
     want_gray = deblurrer.deblur(gray.stored_rgb)
     np.testing.assert_allclose(results["gray_deblurred.png"].rgb[..., 0],
                                want_gray @ np.array([0.299, 0.587, 0.114], np.float32),
@@ -113,7 +114,7 @@ def test_folder_with_good_and_bad_files(tmp_path, rng, weights_file, capsys):
 def test_never_overwrites_inputs_or_existing_results(tmp_path, rng, weights_file, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    kio.write_image(inputs / "a.png", rng.random((20, 20, 3)))
+    codec.write_image(inputs / "a.png", rng.random((20, 20, 3)))
     original = (inputs / "a.png").read_bytes()
     status = _run([f"--weights={weights_file}", f"--output_dir={inputs}", "--suffix=", str(inputs / "a.png")])
     assert status == 1 and "would replace an input" in capsys.readouterr().err
@@ -129,7 +130,7 @@ def test_globs_and_tiling_flags(tmp_path, rng, weights_file, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
     for name in ("x.png", "y.png"):
-        kio.write_image(inputs / name, rng.random((90, 130, 3)))
+        codec.write_image(inputs / name, rng.random((90, 130, 3)))
     out = tmp_path / "out"
     status = _run([f"--weights={weights_file}", f"--output_dir={out}", "--tile=64", "--overlap=16",
                    str(inputs / "*.png"), str(tmp_path / "nothing*.png")])
@@ -137,7 +138,7 @@ def test_globs_and_tiling_flags(tmp_path, rng, weights_file, capsys):
     assert "no file matches this pattern" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["x_deblurred.png", "y_deblurred.png"]
     for name in ("x", "y"):
-        source = kio.read_image(inputs / f"{name}.png").rgb
+        source = codec.read_image(inputs / f"{name}.png").rgb
         tiled = _expected(weights_file, source, tile_size=64, overlap=16)
         whole = _expected(weights_file, source)
         assert np.abs(tiled - whole).max() > 3 / 255  # the tiles really show in the pixels
@@ -145,10 +146,10 @@ def test_globs_and_tiling_flags(tmp_path, rng, weights_file, capsys):
 
 
 def test_ensemble_flag(tmp_path, rng, weights_file):
-    kio.write_image(tmp_path / "a.png", rng.random((24, 40, 3)))
+    codec.write_image(tmp_path / "a.png", rng.random((24, 40, 3)))
     out = tmp_path / "out"
     assert _run([f"--weights={weights_file}", f"--output_dir={out}", "--ensemble", str(tmp_path / "a.png")]) == 0
-    source = kio.read_image(tmp_path / "a.png").rgb
+    source = codec.read_image(tmp_path / "a.png").rgb
     ensembled = _expected(weights_file, source, ensemble=True)
     assert np.abs(ensembled - _expected(weights_file, source)).max() > 3 / 255
     _assert_within_one_level(out / "a_deblurred.png", ensembled)
@@ -156,7 +157,7 @@ def test_ensemble_flag(tmp_path, rng, weights_file):
 
 def test_missing_weights_is_one_line_and_exit_2(tmp_path, rng, capsys):
     image = tmp_path / "a.png"
-    kio.write_image(image, rng.random((8, 8, 3)))
+    codec.write_image(image, rng.random((8, 8, 3)))
     status = _run([f"--weights={tmp_path / 'nope.weights.npz'}", f"--output_dir={tmp_path / 'o'}", str(image)])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "no such weights file" in err[0]
@@ -167,13 +168,13 @@ def test_dual_pixel_triples(tmp_path, rng, capsys):
     names = []
     for view in ("l", "r", "c"):
         path = tmp_path / f"scene_{view}.png"
-        kio.write_image(path, rng.random((24, 40, 3)), bit_depth=16)
+        codec.write_image(path, rng.random((24, 40, 3)), bit_depth=16)
         names.append(str(path))
     out = tmp_path / "out"
     assert _run([f"--weights={weights}", "--dual_pixel", f"--output_dir={out}", *names]) == 0
-    result = kio.read_image(out / "scene_c_deblurred.png")
+    result = codec.read_image(out / "scene_c_deblurred.png")
     assert result.bit_depth == 16 and result.rgb.shape == (24, 40, 3)
-    left, right, centre = (kio.read_image(name).rgb for name in names)
+    left, right, centre = (codec.read_image(name).rgb for name in names)
     want = _expected(weights, left, right, centre)
     swapped = _expected(weights, right, left, centre)
     assert np.abs(want - swapped).max() > 0.01  # the order of the views matters
@@ -186,7 +187,7 @@ def test_dual_pixel_triples(tmp_path, rng, capsys):
 @pytest.mark.process
 def test_default_console_output_is_the_commands_own(tmp_path, rng, weights_file):
     """A real process, no TF_CPP_MIN_LOG_LEVEL: one error line, one summary line, nothing else."""
-    kio.write_image(tmp_path / "good.png", rng.random((24, 32, 3)))
+    codec.write_image(tmp_path / "good.png", rng.random((24, 32, 3)))
     (tmp_path / "bad.jpg").write_text("not a jpeg")
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -230,7 +231,7 @@ def test_checks_come_before_the_model(tmp_path, rng, monkeypatch, capsys):
     assert err.err.splitlines() == [f"kpac-deblur: error: {tmp_path / 'b*.png'}: no file matches this pattern.",
                                     f"kpac-deblur: error: {tmp_path / 'a.png'}: file not found."]
     assert err.out.startswith("0 deblurred, 2 failed") and not out.exists()
-    kio.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
+    codec.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
     (tmp_path / "file").write_text("")
     for target, problem in ((tmp_path / "file", "is a file, not a folder."),
                             (tmp_path / "file" / "sub", f"cannot be created: {tmp_path / 'file'} is not a folder.")):
@@ -240,7 +241,7 @@ def test_checks_come_before_the_model(tmp_path, rng, monkeypatch, capsys):
 
 @pytest.mark.process
 def test_results_honour_the_umask(tmp_path, rng, weights_file):
-    kio.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
+    codec.write_image(tmp_path / "a.png", rng.random((8, 8, 3)))
     previous = os.umask(0o027)
     try:
         assert _run([f"--weights={weights_file}", f"--output_dir={tmp_path / 'out'}", str(tmp_path / "a.png")]) == 0
@@ -280,7 +281,7 @@ def _on_a_terminal(args, cwd) -> str:
 def test_progress_bar_on_a_terminal_log_lines_only_with_v(tmp_path, rng, weights_file):
     """The bar is drawn on a terminal with no log line inside it; -v trades it for log lines."""
     for name in ("a.png", "b.png"):
-        kio.write_image(tmp_path / name, rng.random((16, 16, 3)))
+        codec.write_image(tmp_path / name, rng.random((16, 16, 3)))
     quiet = _on_a_terminal(["a.png", f"--weights={weights_file}", "--output_dir=q"], tmp_path)
     assert "deblurring: 100%" in quiet and "\r" in quiet
     assert "->" not in quiet and "Loaded" not in quiet
@@ -298,7 +299,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, rng, weights_file):
     # then mid-batch however fast or slow the machine.
     (tmp_path / "in").mkdir()
     for k in range(60):
-        kio.write_image(tmp_path / "in" / f"a{k:02d}.png", rng.random((192, 192, 3)))
+        codec.write_image(tmp_path / "in" / f"a{k:02d}.png", rng.random((192, 192, 3)))
     # A suite started in the background of a script inherits an ignored SIGINT; the child
     # gets the default disposition back, as a terminal's Ctrl-C would find it.
     process = subprocess.Popen([sys.executable, "-m", "kpac_tf.cli.deblur", "in", f"--weights={weights_file}"],

@@ -1,4 +1,4 @@
-"""experiments/defocus_scores.py and defocus_benchmark.py: region gains from the oracle
+"""experiments/quality/defocus_scores.py and defocus_benchmark.py: region gains from the oracle
 radius maps, checked against hand-made images and a tiny rendered photo folder."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "experiments"))
+sys.path.insert(0, str(REPO / "experiments" / "quality"))
 
 import defocus_scores  # noqa: E402
 
@@ -80,7 +80,7 @@ def test_radius_bins_split_the_pixels_by_their_oracle_radius(rng, monkeypatch, t
             return out
 
     from kpac_tf import inference
-    from kpac_tf import weights as kweights
+    from kpac_tf.model import weights as kweights
 
     monkeypatch.setattr(inference, "Deblurrer", HalfFix)
     monkeypatch.setattr(kweights, "load_model", lambda spec: None)
@@ -121,7 +121,7 @@ def test_cli_on_a_tiny_photo_folder(tmp_path, rng):
         Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"p{k}.png")
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / "defocus_benchmark.py"),
+        [sys.executable, str(REPO / "experiments" / "quality" / "defocus_benchmark.py"),
          f"--photos={tmp_path / 'photos'}", "--split=val", "--skimage_pairs=0",
          f"--benchmark_dir={tmp_path / 'bench'}", "--weights=kpac-3level",
          f"--json={tmp_path / 'scores.json'}"],
@@ -131,11 +131,11 @@ def test_cli_on_a_tiny_photo_folder(tmp_path, rng):
     radius_maps = sorted((tmp_path / "bench" / "val" / "photos" / "test_c" / "radius").iterdir())
     assert len(radius_maps) == 2
     missing = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / "defocus_benchmark.py"),
+        [sys.executable, str(REPO / "experiments" / "quality" / "defocus_benchmark.py"),
          f"--photos={tmp_path / 'nowhere'}", "--split=heldout", f"--benchmark_dir={tmp_path / 'b2'}"],
         env=env, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1
-    assert [line for line in missing.stderr.splitlines() if line.startswith("error:")]
+    assert [line for line in missing.stderr.splitlines() if line.startswith("defocus_benchmark.py: error:")]
 
 
 def test_pairs_per_photo_renders_several_pairs_of_each_photo(tmp_path):

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_importing_kpac_tf_turns_onednn_on():
-    from kpac_tf import layers
+    from kpac_tf.model import layers
 
     assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") in ("1", "0")
     if os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1":
@@ -23,7 +23,7 @@ def test_importing_kpac_tf_turns_onednn_on():
 def test_space_to_batch_form_equals_the_dilated_conv(monkeypatch, rng):
     import tensorflow as tf
 
-    from kpac_tf import layers
+    from kpac_tf.model import layers
 
     x = tf.constant(rng.random((2, 21, 18, 4)).astype("float32"))
     kernel = tf.Variable(rng.standard_normal((3, 3, 4, 5)).astype("float32"))
@@ -42,8 +42,8 @@ def test_a_kpac_model_trains_with_onednn_off():
     """The process is the point: TensorFlow loaded before kpac_tf with oneDNN off."""
     code = (
         "import tensorflow as tf, numpy as np\n"
-        "from kpac_tf.layers import onednn_enabled\n"
-        "from kpac_tf.models import build_kpac\n"
+        "from kpac_tf.model.layers import onednn_enabled\n"
+        "from kpac_tf.model.builder import build_kpac\n"
         "assert not onednn_enabled()\n"
         "model = build_kpac('kpac-2level', num_blocks=1, dilations=(1, 2))\n"
         "x = tf.constant(np.random.default_rng(0).random((1, 24, 24, 3), np.float32))\n"
@@ -67,7 +67,7 @@ def test_bfloat16_dilated_convs_have_gradients(rng):
     import keras
     import tensorflow as tf
 
-    from kpac_tf.models import build_kpac
+    from kpac_tf.model.builder import build_kpac
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

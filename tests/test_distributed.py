@@ -27,22 +27,22 @@ COMMON = textwrap.dedent(
     import tensorflow as tf
 
     def tiny_model():
-        from kpac_tf import models
-        return models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+        from kpac_tf.model import builder
+        return builder.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
 
     def tiny_data():
-        from kpac_tf import training
         from kpac_tf.data import pipeline
+        from kpac_tf.train.config import TrainData
         sources = pipeline.resolve_data("synthetic:deadleaves", crop=32, val_images=4, seed=3)
-        return training.TrainData(train=sources.train, val=sources.val, val_crop=32,
-                                  pipeline=pipeline.PipelineConfig(crop=32, flip_rot=True, seed=3))
+        return TrainData(train=sources.train, val=sources.val, val_crop=32,
+                         pipeline=pipeline.PipelineConfig(crop=32, flip_rot=True, seed=3))
 
     def tiny_config(**kw):
-        from kpac_tf import training
+        from kpac_tf.train.config import TrainConfig
         base = dict(steps=3, batch_size=4, learning_rate=1e-3, checkpoint_every=3, summary_every=0,
                     image_summary_every=0, eval_every=3, val_batch_size=2)
         base.update(kw)
-        return training.TrainConfig(**base)
+        return TrainConfig(**base)
     """
 )
 
@@ -51,7 +51,8 @@ MIRRORED = COMMON + textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from kpac_tf import training
+    from kpac_tf.train import loop
+    from kpac_tf.train.config import TrainConfig, TrainData
     workdir = sys.argv[1]
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     out = {"replicas": strategy.num_replicas_in_sync}
@@ -64,7 +65,7 @@ MIRRORED = COMMON + textwrap.dedent(
     for strat in (tf.distribute.get_strategy(), strategy):
         with strat.scope():
             keras.utils.set_random_seed(1)
-            trainer = training.KPACTrainer(tiny_model())
+            trainer = loop.KPACTrainer(tiny_model())
             trainer.compile(optimizer=keras.optimizers.SGD(0.5))
         dataset = strat.experimental_distribute_dataset(
             tf.data.Dataset.from_tensor_slices((blurred, sharp)).batch(4))
@@ -76,8 +77,8 @@ MIRRORED = COMMON + textwrap.dedent(
     out["sgd_max_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(results[0][1], results[1][1]))
 
     # 2. The full training loop: default strategy vs mirrored, same data and init.
-    single = training.train(tiny_model, tiny_data(), tiny_config(), workdir + "/single")
-    mirrored = training.train(tiny_model, tiny_data(), tiny_config(), workdir + "/mirrored", strategy=strategy)
+    single = loop.train(tiny_model, tiny_data(), tiny_config(), workdir + "/single")
+    mirrored = loop.train(tiny_model, tiny_data(), tiny_config(), workdir + "/mirrored", strategy=strategy)
     replica_diff = 0.0
     for variable in mirrored.network.weights:
         local = [t.numpy() for t in strategy.experimental_local_results(variable.value)]
@@ -102,11 +103,13 @@ MIRRORED = COMMON + textwrap.dedent(
 
 WORKER = COMMON + textwrap.dedent(
     """
-    from kpac_tf import distribution, training, weights
+    from kpac_tf.model import weights
+    from kpac_tf.train import distribution, loop
+    from kpac_tf.train.config import TrainConfig, TrainData
     strategy = distribution.make_strategy("multi_worker")
     workdir, out_dir, task = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    result = training.train(tiny_model, tiny_data(), tiny_config(image_summary_every=3), workdir,
-                            strategy=strategy)
+    result = loop.train(tiny_model, tiny_data(), tiny_config(image_summary_every=3), workdir,
+                        strategy=strategy)
     np.savez(f"{out_dir}/worker{task}.npz", *weights.get_arrays(result.network))
     print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": result.logs["loss"],
                                   "step": result.step, "chief": distribution.is_chief(strategy),

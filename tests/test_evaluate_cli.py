@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from kpac_tf import io as kio
-from kpac_tf import metrics
+from kpac_tf.evaluation import metrics
+from kpac_tf.images import codec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("img_a", "img_b", "img_c")
@@ -52,8 +52,8 @@ def _write_pairs(source_dir, target_dir, rng, bit_depth=8):
         target = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (yy * (i + 1) + xx * c))
                            for c in (1, 2, 3)], -1)
         source = np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1)
-        kio.write_image(source_dir / f"{name}.png", source, bit_depth=bit_depth)
-        kio.write_image(target_dir / f"{name}.png", target, bit_depth=bit_depth)
+        codec.write_image(source_dir / f"{name}.png", source, bit_depth=bit_depth)
+        codec.write_image(target_dir / f"{name}.png", target, bit_depth=bit_depth)
 
 
 def _prepare_model_run(tmp):
@@ -61,13 +61,13 @@ def _prepare_model_run(tmp):
     import keras
 
     from kpac_tf import build_kpac
-    from kpac_tf.lpips import random_backbone
-    from kpac_tf.weights import save_weights
+    from kpac_tf.evaluation.lpips import random_backbone
+    from kpac_tf.model.weights import save_weights
 
     rng = np.random.default_rng(7)
     _write_pairs(tmp / "dpdd" / "test_c" / "source", tmp / "dpdd" / "test_c" / "target", rng)
     (tmp / "dpdd" / "test_c" / "source" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
-    kio.write_image(tmp / "dpdd" / "test_c" / "target" / "broken.png", np.zeros((32, 48, 3)))
+    codec.write_image(tmp / "dpdd" / "test_c" / "target" / "broken.png", np.zeros((32, 48, 3)))
     keras.utils.set_random_seed(7)
     weights = save_weights(build_kpac("kpac-2level"), tmp / "random")
     np.savez(tmp / "lpips_alex.npz", net=np.array("alex"), **random_backbone("alex", seed=2))
@@ -96,9 +96,9 @@ def _prepare_saved_model_run(tmp):
 
 
 def _prepare_two_step_run(tmp):
-    from kpac_tf.data import synthetic
+    from kpac_tf.data import dpdd_writer
 
-    synthetic.write_dpdd_layout(tmp / "syn", 2, "test", size=(40, 56), seed=5)
+    dpdd_writer.write_dpdd_layout(tmp / "syn", 2, "test", size=(40, 56), seed=5)
     return ["--baseline=two_step", "--dpdd_root=syn", "--nolpips", "--output_dir=out"]
 
 
@@ -149,7 +149,7 @@ def test_model_run_reports_bad_file_once_and_exits_1(runs):
 
 def _read_levels(path) -> np.ndarray:
     """A PNG's samples scaled to [0, 1] (float64; 8- or 16-bit), decoded by TensorFlow,
-    not kpac_tf.io (PIL would drop 16-bit colour to its high byte)."""
+    not kpac_tf.images.codec (PIL would drop 16-bit colour to its high byte)."""
     import tensorflow as tf
 
     samples = tf.io.decode_png(tf.io.read_file(str(path)), dtype=tf.uint16).numpy()
@@ -173,9 +173,9 @@ def _scores(out: np.ndarray, target: np.ndarray) -> dict:
 
 @pytest.mark.process
 def test_model_run_scores_match_the_saved_outputs(runs):
+    from kpac_tf.evaluation.lpips import LPIPS
     from kpac_tf.inference import Deblurrer
-    from kpac_tf.lpips import LPIPS
-    from kpac_tf.weights import load_model
+    from kpac_tf.model.weights import load_model
 
     tmp, run = runs["model"]
     run.wait()
@@ -228,20 +228,20 @@ def test_saved_model_at_16_bit_with_lpips_skipped(runs):
     proc = run.wait()
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if "LPIPS skipped" in line]
-    assert len(notes) == 1 and "convert_lpips_backbone.py" in notes[0]
+    assert len(notes) == 1 and "python -m kpac_tf.tools.convert_lpips_backbone" in notes[0]
     rows = _read_csv(tmp / "out" / "per_image.csv")
     assert len(rows) == 3
     protocol = metrics.Protocol(bit_depth=16, lpips_net=None)
     for row in rows:
-        source = kio.read_image(tmp / "blurred" / f"{row['name']}.png").rgb
-        target = kio.read_image(tmp / "sharp" / f"{row['name']}.png").rgb
+        source = codec.read_image(tmp / "blurred" / f"{row['name']}.png").rgb
+        target = codec.read_image(tmp / "sharp" / f"{row['name']}.png").rgb
         want = metrics.score_pair(source * np.float32(1.2) - np.float32(0.1), target, protocol)
         assert float(row["psnr"]) == pytest.approx(want["psnr"], abs=1e-4)
         assert float(row["ssim"]) == pytest.approx(want["ssim"], abs=1e-5)
         assert row["lpips"] == ""
     summary = json.loads((tmp / "out" / "summary.json").read_text())
     assert summary["protocol"]["bit_depth"] == 16 and summary["protocol"]["lpips_net"] is None
-    assert "convert_lpips_backbone.py" in summary["lpips_skipped"]
+    assert "python -m kpac_tf.tools.convert_lpips_backbone" in summary["lpips_skipped"]
     table = (tmp / "out" / "results.md").read_text()
     assert "Protocol: 16-bit." in table and "LPIPS not computed" in table
     assert "| subset | images | PSNR (dB) | SSIM | MAE |" in table  # no LPIPS column
@@ -251,7 +251,7 @@ def _oracle_two_step(split, name: str, with_json: bool = True) -> tuple[np.ndarr
     """(two-step restoration, target), both at 8 bits, with the oracle blur read here:
     the 16-bit radius PNG (pixels = value * 0.001) and (``with_json``) the
     synthetic.json entry (the PSF's Gaussian share)."""
-    from kpac_tf import baselines
+    from kpac_tf.evaluation import baselines
 
     info = {}
     if with_json:
@@ -346,10 +346,10 @@ def _eval(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def synthetic_split(tmp_path_factory):
     """Three synthetic pairs with their oracle blur (radius maps, synthetic.json)."""
-    from kpac_tf.data import synthetic
+    from kpac_tf.data import dpdd_writer
 
     root = tmp_path_factory.mktemp("blur_flags") / "syn"
-    synthetic.write_dpdd_layout(root, 3, "test", size=(40, 56), seed=5)
+    dpdd_writer.write_dpdd_layout(root, 3, "test", size=(40, 56), seed=5)
     return root / "test_c"
 
 
@@ -370,7 +370,7 @@ def test_limit_radius_dir_and_blur_info_on_plain_folders(synthetic_split, tmp_pa
         restored, target = _oracle_two_step(split, row["name"], with_json=False)
         assert float(row["psnr"]) == pytest.approx(_scores(restored, target)["psnr"], abs=1e-4)
     # --blur_info: the synthetic.json facts (Wiener needs the mean radius and PSF mix).
-    from kpac_tf import baselines
+    from kpac_tf.evaluation import baselines
 
     out = tmp_path / "json"
     assert _eval(["--baseline=wiener", *folders, f"--blur_info={split / 'synthetic.json'}",
@@ -388,7 +388,7 @@ def test_limit_radius_dir_and_blur_info_on_plain_folders(synthetic_split, tmp_pa
 def test_lpips_vgg(synthetic_split, tmp_path, monkeypatch, capsys):
     """--lpips_net=vgg: skipped with a note naming the VGG file when it is absent; a file
     of the other network is refused; a VGG file gives VGG distances."""
-    from kpac_tf.lpips import LPIPS, random_backbone
+    from kpac_tf.evaluation.lpips import LPIPS, random_backbone
 
     monkeypatch.setenv("KPAC_TF_LPIPS_DIR", str(tmp_path / "nothing_here"))
     split = synthetic_split

@@ -26,9 +26,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpac_tf import export
-from kpac_tf.models import build_kpac
-from kpac_tf.weights import load_model, save_weights
+from kpac_tf.deploy import onnx as konnx
+from kpac_tf.deploy import saved_model
+from kpac_tf.deploy import signatures as ksignatures
+from kpac_tf.deploy import tflite
+from kpac_tf.model.builder import build_kpac
+from kpac_tf.model.weights import load_model, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5
@@ -74,7 +77,7 @@ def dual(tmp_path_factory):
     root = tmp_path_factory.mktemp("export_dual")
     keras.utils.set_random_seed(12)
     model = build_kpac("kpac-dual")
-    return {"dir": export.export_saved_model(model, root, "dual"), "model": model}
+    return {"dir": saved_model.export_saved_model(model, root, "dual"), "model": model}
 
 
 def _keras(model, *images) -> np.ndarray:
@@ -97,12 +100,12 @@ def test_cli_writes_tf_serving_layout_with_metadata(single):
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(version_dir.stat().st_mode) == 0o777 & ~umask  # readable by a server
-    metadata = json.loads((version_dir / "assets.extra" / export.METADATA_FILE).read_text())
+    metadata = json.loads((version_dir / "assets.extra" / saved_model.METADATA_FILE).read_text())
     assert metadata["config"]["levels"] == 2 and metadata["config"]["dual_pixel"] is False
     assert metadata["weights"] == "random2.weights.npz"  # file name only, no folders
     assert set(metadata["signatures"]) == {"serving_default", "encoded", "attention"}
     assert metadata["signatures"]["serving_default"]["inputs"]["images"]["shape"] == [None, None, None, 3]
-    assert metadata["max_pixels"] == export.DEFAULT_MAX_PIXELS == 16_000_000
+    assert metadata["max_pixels"] == ksignatures.DEFAULT_MAX_PIXELS == 16_000_000
 
 
 def test_next_version_and_existing_version_is_never_replaced(single, tmp_path):
@@ -110,12 +113,12 @@ def test_next_version_and_existing_version_is_never_replaced(single, tmp_path):
     for name in ("1", "3", "notes", ".4.partial-x"):
         (base / name).mkdir(parents=True)
     (base / "7").write_text("a file, not a version folder")
-    assert export.next_version(base) == 4
-    assert export.next_version(tmp_path / "missing") == 1
+    assert saved_model.next_version(base) == 4
+    assert saved_model.next_version(tmp_path / "missing") == 1
 
     before = (single["dir"] / "saved_model.pb").read_bytes()
     with pytest.raises(FileExistsError, match="never replaced"):
-        export.export_saved_model(single["model"], single["dir"].parents[1], "kpac2", version=1)
+        saved_model.export_saved_model(single["model"], single["dir"].parents[1], "kpac2", version=1)
     assert (single["dir"] / "saved_model.pb").read_bytes() == before
 
 
@@ -124,23 +127,23 @@ def test_failed_export_leaves_nothing_behind(single, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
-    monkeypatch.setattr(export, "build_serving_module", lambda model, **options: (tf.Module(), {}))
+    monkeypatch.setattr(saved_model, "build_serving_module", lambda model, **options: (tf.Module(), {}))
     with pytest.raises(OSError, match="disk full"):
-        export.export_saved_model(single["model"], tmp_path, "kpac")
+        saved_model.export_saved_model(single["model"], tmp_path, "kpac")
     assert list((tmp_path / "kpac").iterdir()) == []
 
 
 def test_export_rejects_bad_names_versions_and_models(single, tmp_path):
     with pytest.raises(ValueError, match="folder name"):
-        export.export_saved_model(single["model"], tmp_path, "../escape")
+        saved_model.export_saved_model(single["model"], tmp_path, "../escape")
     with pytest.raises(ValueError, match="positive integer"):
-        export.export_saved_model(single["model"], tmp_path, "kpac", version=0)
+        saved_model.export_saved_model(single["model"], tmp_path, "kpac", version=0)
     override = build_kpac("kpac-2level", alpha_override=True)
     with pytest.raises(ValueError, match="alpha_override"):
-        export.export_saved_model(override, tmp_path, "kpac")
+        saved_model.export_saved_model(override, tmp_path, "kpac")
     plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
     with pytest.raises(ValueError, match="not built by"):
-        export.export_saved_model(plain, tmp_path, "kpac")
+        saved_model.export_saved_model(plain, tmp_path, "kpac")
 
 
 @pytest.mark.process
@@ -405,7 +408,7 @@ def test_cli_version_flag(tmp_path, capsys):
     assert (saved.stat().st_mtime_ns, saved.read_bytes()) == before
     assert _export_in_process([*args, "--version=0"]) == 2
     assert "--version must be a positive integer" in capsys.readouterr().err
-    assert export.next_version(models / "tiny") == 8
+    assert saved_model.next_version(models / "tiny") == 8
 
 
 def test_cli_fails_with_one_line_for_missing_weights(tmp_path, commands):
@@ -421,8 +424,8 @@ def test_cli_fails_with_one_line_for_missing_weights(tmp_path, commands):
 
 
 def test_tflite_matches_keras_with_dynamic_shapes(single, rng):
-    path = single["dir"] / "assets.extra" / export.TFLITE_FILE
-    runner = export.TFLiteDeblurrer(path, num_threads=2)
+    path = single["dir"] / "assets.extra" / saved_model.TFLITE_FILE
+    runner = tflite.TFLiteDeblurrer(path, num_threads=2)
     assert runner.input_names == ("images",)
     for shape in ((1, 37, 53, 3), (2, 16, 24, 3), (1, 7, 5, 3)):
         images = rng.random(shape, dtype=np.float32)
@@ -434,7 +437,7 @@ def test_tflite_matches_keras_with_dynamic_shapes(single, rng):
 
 
 def test_tflite_of_the_dual_pixel_preset_takes_the_three_views(dual, rng):
-    runner = export.TFLiteDeblurrer(export.convert_to_tflite(dual["model"]), num_threads=2)
+    runner = tflite.TFLiteDeblurrer(tflite.convert_to_tflite(dual["model"]), num_threads=2)
     assert runner.input_names == ("left", "right", "centre")
     for shape in ((1, 24, 40, 3), (2, 9, 13, 3)):
         left, right, centre = (rng.random(shape, dtype=np.float32) for _ in range(3))
@@ -520,7 +523,7 @@ def limited(tmp_path_factory):
     """The 2-level preset exported with a 4096-pixel limit."""
     keras.utils.set_random_seed(13)
     model = build_kpac("kpac-2level")
-    directory = export.export_saved_model(
+    directory = saved_model.export_saved_model(
         model, tmp_path_factory.mktemp("export_limited"), "small", max_pixels=4096
     )
     return {"dir": directory, "model": model}
@@ -544,35 +547,35 @@ def test_float_signatures_limit_the_pixels_of_the_batch(limited, rng):
     # Two files that each fit are decoded one after the other, so they pass together.
     fits = _png(rng.random((60, 60, 3), dtype=np.float32), 8)
     assert encoded(image_bytes=tf.constant([fits, fits]))["png_bytes"].shape == (2,)
-    metadata = json.loads((limited["dir"] / "assets.extra" / export.METADATA_FILE).read_text())
+    metadata = json.loads((limited["dir"] / "assets.extra" / saved_model.METADATA_FILE).read_text())
     assert metadata["max_pixels"] == 4096
 
 
 def test_unlimited_export_and_bad_limits(single, tmp_path, rng):
     with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
-        export.export_saved_model(single["model"], tmp_path, "kpac", max_pixels=0)
+        saved_model.export_saved_model(single["model"], tmp_path, "kpac", max_pixels=0)
     for bad in (-5, 2.5, True):
         with pytest.raises(ValueError, match="max_pixels"):
-            export.build_serving_module(single["model"], max_pixels=bad)
-    _, signatures = export.build_serving_module(single["model"], max_pixels=None)
+            ksignatures.build_serving_module(single["model"], max_pixels=bad)
+    _, signatures = ksignatures.build_serving_module(single["model"], max_pixels=None)
     images = rng.random((1, 40, 40, 3), dtype=np.float32)
-    got = signatures[export.SERVING_SIGNATURE](images=tf.constant(images))["deblurred"].numpy()
+    got = signatures[ksignatures.SERVING_SIGNATURE](images=tf.constant(images))["deblurred"].numpy()
     assert np.abs(got - _keras(single["model"], images)).max() <= TOL
 
 
 # ---------------------------------------------------------------------------------------
 # ONNX.
 
-_ONNX, _ONNX_REASON = export.onnx_available()
+_ONNX, _ONNX_REASON = konnx.onnx_available()
 needs_onnx = pytest.mark.skipif(not _ONNX, reason=f"the onnx extra is missing ({_ONNX_REASON})")
 
 
 @needs_onnx
 def test_onnx_export_runs_in_onnxruntime_at_parity(single, dual, tmp_path, rng):
-    directory = export.export_saved_model(single["model"], tmp_path, "onnx", onnx=True)
-    path = directory / export.ONNX_FILE
+    directory = saved_model.export_saved_model(single["model"], tmp_path, "onnx", onnx=True)
+    path = directory / saved_model.ONNX_FILE
     assert path.is_file() and (directory / "saved_model.pb").is_file()
-    runner = export.OnnxDeblurrer(path, num_threads=2)
+    runner = konnx.OnnxDeblurrer(path, num_threads=2)
     assert runner.input_names == ("images",)
     for shape in ((1, 37, 53, 3), (2, 16, 24, 3), (1, 5, 3, 3)):
         images = rng.random(shape, dtype=np.float32)
@@ -582,7 +585,7 @@ def test_onnx_export_runs_in_onnxruntime_at_parity(single, dual, tmp_path, rng):
     with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
         runner(rng.random((1, 8, 8, 4), dtype=np.float32))
 
-    dual_runner = export.OnnxDeblurrer(export.convert_to_onnx(dual["model"]))
+    dual_runner = konnx.OnnxDeblurrer(konnx.convert_to_onnx(dual["model"]))
     assert dual_runner.input_names == ("left", "right", "centre")
     views = [rng.random((1, 21, 19, 3), dtype=np.float32) for _ in range(3)]
     assert np.abs(dual_runner(*views) - _keras(dual["model"], *views)).max() <= 1e-4
@@ -596,11 +599,11 @@ def test_openvino_runs_the_onnx_file_and_reads_the_saved_model(single, tmp_path,
     read by OpenVINO's own TensorFlow front end, both at Keras parity (float32)."""
     import openvino as ov
 
-    directory = export.export_saved_model(single["model"], tmp_path, "ov", onnx=True)
+    directory = saved_model.export_saved_model(single["model"], tmp_path, "ov", onnx=True)
     images = rng.random((1, 37, 53, 3), dtype=np.float32)
     expected = _keras(single["model"], images)
     core = ov.Core()
-    for model in (core.read_model(str(directory / export.ONNX_FILE)),
+    for model in (core.read_model(str(directory / saved_model.ONNX_FILE)),
                   ov.convert_model(str(directory))):
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         got = compiled(images)[compiled.outputs[0]]
@@ -611,10 +614,10 @@ def test_openvino_runs_the_onnx_file_and_reads_the_saved_model(single, tmp_path,
 def test_onnx_export_without_the_extra_says_what_to_install(single, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import fails
     with pytest.raises(ImportError, match=r"pip install 'kpac_tf\[onnx\]'"):
-        export.export_saved_model(single["model"], tmp_path, "kpac", onnx=True)
+        saved_model.export_saved_model(single["model"], tmp_path, "kpac", onnx=True)
     assert list((tmp_path / "kpac").iterdir()) == []  # refused before writing anything
     with pytest.raises(ImportError, match="tf2onnx"):
-        export.convert_to_onnx(single["model"])
+        konnx.convert_to_onnx(single["model"])
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    available, reason = export.onnx_available()
+    available, reason = konnx.onnx_available()
     assert not available and "tf2onnx and onnxruntime not installed" in reason

@@ -1,4 +1,4 @@
-"""experiments/heldout_benchmark.py on a tiny benchmark: the report's tables, including
+"""experiments/quality/heldout_benchmark.py on a tiny benchmark: the report's tables, including
 the in-focus check, come from real kpac-eval runs."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.process  # every test here starts a Python process
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "experiments" / "heldout_benchmark.py"
+SCRIPT = REPO / "experiments" / "quality" / "heldout_benchmark.py"
 
 
 def test_report_has_gain_per_photo_and_in_focus_tables(tmp_path):

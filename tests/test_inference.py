@@ -18,6 +18,7 @@ from kpac_tf.inference import (
     resolve_precision,
     tile_size_for_budget,
 )
+from kpac_tf.model import precision as kprecision
 
 
 def _psnr(a, b):
@@ -262,8 +263,8 @@ def test_bfloat16_on_a_photo_is_within_50_db_of_float32():
     """The bundled 3-level weights on a real photo: bfloat16 against float32."""
     features = cpu.bf16_features()
     if not features:
-        pytest.skip(f"{cpu.fast_bfloat16()[1]}; this check runs on CPUs with AMX-BF16 or AVX512-BF16")
-    from kpac_tf.weights import load_model
+        pytest.skip(f"{kprecision.fast_bfloat16()[1]}; this check runs on CPUs with AMX-BF16 or AVX512-BF16")
+    from kpac_tf.model.weights import load_model
 
     model = load_model("kpac-3level")
     image = skimage.data.chelsea().astype(np.float32) / 255.0

@@ -1,11 +1,11 @@
-"""Tests for kpac_tf.inverse_kernels: the paper's Sec. 3 inverse-kernel mathematics."""
+"""Tests for kpac_tf.analysis.inverse_kernels: the paper's Sec. 3 inverse-kernel mathematics."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import ndimage, optimize
 
-from kpac_tf import inverse_kernels as ik
+from kpac_tf.analysis import inverse_kernels as ik
 
 
 def _random_kernel(rng, size=9):

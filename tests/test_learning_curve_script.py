@@ -1,4 +1,4 @@
-"""experiments/learning_curve.py: the in-run validation gain read back from the event
+"""experiments/quality/learning_curve.py: the in-run validation gain read back from the event
 files kpac-train writes, a resumed run's repeated step counted once."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from kpac_tf.train_reports import summary_scalar
+from kpac_tf.train.reports import summary_scalar
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "experiments" / "learning_curve.py"
+SCRIPT = REPO / "experiments" / "quality" / "learning_curve.py"
 pytestmark = pytest.mark.process  # the script defines absl flags the commands define too
 
 
@@ -87,7 +87,7 @@ def test_curve_of_a_resumed_run(runs):
 def test_a_folder_without_events_is_one_error_line_and_the_others_still_print(runs):
     done = runs["partly"].wait()
     assert done.returncode == 1
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("learning_curve.py: error:")]
     assert len(errors) == 1 and "no tensorboard/ folder" in errors[0]
     assert "| 500 | +0.50 |" in done.stdout.splitlines()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpac_tf import losses
+from kpac_tf.train import losses
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for kpac_tf.lpips: shipped heads, metric properties, error paths, torch parity."""
+"""Tests for kpac_tf.evaluation.lpips: shipped heads, metric properties, error paths, torch parity."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from kpac_tf import lpips as L
+from kpac_tf.evaluation import lpips as L
 
 _ROOT = os.path.join(os.path.dirname(__file__), "..")
 _ASSETS = os.path.join(_ROOT, "kpac_tf", "assets", "lpips")
@@ -79,7 +79,7 @@ def test_vgg_variant_runs_and_is_zero_on_identical(rng):
 def test_missing_and_wrong_backbone_files_raise_unavailable(tmp_path, monkeypatch):
     monkeypatch.setenv("KPAC_TF_LPIPS_DIR", str(tmp_path))
     assert L.default_backbone_path("alex") == str(tmp_path / "lpips_alex_backbone.npz")
-    with pytest.raises(L.LPIPSUnavailable, match="convert_lpips_backbone.py"):
+    with pytest.raises(L.LPIPSUnavailable, match="python -m kpac_tf.tools.convert_lpips_backbone"):
         L.LPIPS("alex")
     weights = L.random_backbone("alex")
     bad = dict(weights)
@@ -123,7 +123,7 @@ def test_input_checks(alex):
 # ---------------------------------------------------------------- .pth heads reader
 def _heads_converter():
     spec = importlib.util.spec_from_file_location(
-        "convert_lpips_heads", os.path.join(_ROOT, "experiments", "convert_lpips_heads.py"))
+        "convert_lpips_heads", os.path.join(_ROOT, "experiments", "assets", "convert_lpips_heads.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while building
     spec.loader.exec_module(module)
@@ -158,7 +158,7 @@ def test_heads_reader_matches_torch_legacy_save(tmp_path):
 # ---------------------------------------------------------------- PyTorch parity
 def _reference_script():
     spec = importlib.util.spec_from_file_location(
-        "lpips_reference", os.path.join(_ROOT, "experiments", "lpips_reference.py"))
+        "lpips_reference", os.path.join(_ROOT, "experiments", "quality", "lpips_reference.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -167,7 +167,7 @@ def _reference_script():
 @pytest.mark.process
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_matches_distances_stored_from_the_lpips_package(net):
-    """Distances the PyPI ``lpips`` package computed once (experiments/lpips_reference.py),
+    """Distances the PyPI ``lpips`` package computed once (experiments/quality/lpips_reference.py),
     with its own heads and a seeded random trunk, reproduced here without torch."""
     script = _reference_script()
     with np.load(os.path.join(_ROOT, "tests", "data", "lpips_reference.npz")) as ref:

@@ -14,11 +14,13 @@ from absl import flags
 from PIL import Image, ImageCms, JpegImagePlugin, features
 from PIL.PngImagePlugin import PngInfo
 
-from kpac_tf import build_kpac, io as kio
-from kpac_tf import image_metadata as imeta
+from kpac_tf import build_kpac
 from kpac_tf.cli import deblur, demo, runner
-from kpac_tf.image_metadata import ImageMetadata
-from kpac_tf.weights import save_weights
+from kpac_tf.images import codec
+from kpac_tf.images import metadata as imeta
+from kpac_tf.images.formats import sniff_format
+from kpac_tf.images.metadata import ImageMetadata
+from kpac_tf.model.weights import save_weights
 
 HAS_HEIC = importlib.util.find_spec("pillow_heif") is not None
 HAS_AVIF = features.check("avif") or importlib.util.find_spec("pillow_avif") is not None
@@ -94,13 +96,13 @@ def _write_inputs(folder, rng) -> dict[str, str]:
     Image.fromarray(_pixels(rng)).save(folder / files["png8"], "PNG", icc_profile=ICC,
                                        exif=b"Exif\x00\x00" + EXIF, pnginfo=info)
     rgb16 = rng.random(STORED + (3,)).astype(np.float32)
-    kio.write_image(folder / files["png16"], rgb16, bit_depth=16, metadata=METADATA)
-    kio.write_image(folder / files["tiff16"], rgb16, bit_depth=16, metadata=METADATA)
-    kio.write_image(folder / files["tiff8_alpha"], rgb16, alpha=rgb16[..., :1],
-                    metadata=METADATA)
+    codec.write_image(folder / files["png16"], rgb16, bit_depth=16, metadata=METADATA)
+    codec.write_image(folder / files["tiff16"], rgb16, bit_depth=16, metadata=METADATA)
+    codec.write_image(folder / files["tiff8_alpha"], rgb16, alpha=rgb16[..., :1],
+                      metadata=METADATA)
     _pillow_save(folder / files["webp"], _pixels(rng), "WEBP", lossless=True)
     if HAS_HEIC:
-        kio.write_image(folder / "iphone.heic", _pixels(rng) / 255.0, metadata=METADATA)
+        codec.write_image(folder / "iphone.heic", _pixels(rng) / 255.0, metadata=METADATA)
         files["heic"] = "iphone.heic"
     if HAS_AVIF:
         _pillow_save(folder / "web.avif", _pixels(rng, 4), "AVIF", quality=90)
@@ -161,7 +163,7 @@ def test_every_input_deblurred(trip):
 @pytest.mark.parametrize("case", CASES)
 def test_metadata_survives_byte_for_byte(trip, case):
     result_path, input_path = _result(trip, case)
-    source, result = kio.read_image(input_path), kio.read_image(result_path)
+    source, result = codec.read_image(input_path), codec.read_image(result_path)
     assert result.format == ("png" if case == "webp" else source.format)
     # Upright pixels: the stored 24x36 turned by EXIF 6 (HEIC: by its writer).
     assert result.pixels.shape[:2] == (STORED[1], STORED[0])
@@ -206,7 +208,7 @@ def test_tiff_tags_hold_the_metadata(trip):
 
 @pytest.mark.parametrize("case", CASES)
 def test_strip_metadata_drops_everything(trip, case):
-    result = kio.read_image(_result(trip, case, "plain")[0])
+    result = codec.read_image(_result(trip, case, "plain")[0])
     assert not result.metadata and result.metadata == ImageMetadata()
 
 
@@ -215,10 +217,10 @@ def test_jpeg_is_4_4_4_at_the_asked_quality(trip):
         assert JpegImagePlugin.get_sampling(source) == 2  # the camera's 4:2:0
     with Image.open(_result(trip, "jpeg")[0]) as result:
         assert JpegImagePlugin.get_sampling(result) == 0  # 4:4:4
-    assert kio.read_image(_result(trip, "jpeg")[1]).jpeg_quality == 92
-    assert kio.read_image(_result(trip, "jpeg")[0]).jpeg_quality == 95  # the default
+    assert codec.read_image(_result(trip, "jpeg")[1]).jpeg_quality == 92
+    assert codec.read_image(_result(trip, "jpeg")[0]).jpeg_quality == 95  # the default
     kept = _result(trip, "jpeg", "plain")[0]
-    assert kio.read_image(kept).jpeg_quality == 92  # --jpeg_quality=keep
+    assert codec.read_image(kept).jpeg_quality == 92  # --jpeg_quality=keep
     with Image.open(kept) as result:
         assert JpegImagePlugin.get_sampling(result) == 0
 
@@ -227,13 +229,13 @@ def test_jpeg_options_of_write_image(tmp_path, rng):
     rgb = rng.random((16, 24, 3)).astype(np.float32)
     for quality, subsampling, sampling in ((40, "4:2:0", 2), (75, "4:2:2", 1), (100, "4:4:4", 0)):
         path = tmp_path / f"q{quality}.jpg"
-        kio.write_image(path, rgb, jpeg_quality=quality, jpeg_subsampling=subsampling)
+        codec.write_image(path, rgb, jpeg_quality=quality, jpeg_subsampling=subsampling)
         with Image.open(path) as im:
             assert JpegImagePlugin.get_sampling(im) == sampling
-        assert kio.read_image(path).jpeg_quality == quality
+        assert codec.read_image(path).jpeg_quality == quality
     for bad in ({"jpeg_quality": 0}, {"jpeg_quality": 101}, {"jpeg_subsampling": "4:1:1"}):
-        with pytest.raises(kio.ImageError, match="JPEG"):
-            kio.write_image(tmp_path / "bad.jpg", rgb, **bad)
+        with pytest.raises(codec.ImageError, match="JPEG"):
+            codec.write_image(tmp_path / "bad.jpg", rgb, **bad)
     assert not (tmp_path / "bad.jpg").exists()
 
 
@@ -263,25 +265,25 @@ def test_heif_brands_are_sniffed():
         body = b"ftyp" + major + b"\x00\x00\x00\x00" + b"".join(compatible)
         return struct.pack(">I", len(body) + 4) + body
 
-    assert kio.sniff_format(ftyp(b"heic", b"mif1", b"heic")) == "heic"
-    assert kio.sniff_format(ftyp(b"avif", b"mif1", b"avif")) == "avif"
-    assert kio.sniff_format(ftyp(b"mif1", b"mif1", b"avif")) == "avif"
-    assert kio.sniff_format(ftyp(b"mif1", b"mif1", b"heic")) == "heic"
-    assert kio.sniff_format(ftyp(b"isom", b"mp41")) is None
+    assert sniff_format(ftyp(b"heic", b"mif1", b"heic")) == "heic"
+    assert sniff_format(ftyp(b"avif", b"mif1", b"avif")) == "avif"
+    assert sniff_format(ftyp(b"mif1", b"mif1", b"avif")) == "avif"
+    assert sniff_format(ftyp(b"mif1", b"mif1", b"heic")) == "heic"
+    assert sniff_format(ftyp(b"isom", b"mp41")) is None
 
 
 def test_without_the_extra_one_line_names_the_package(trip, monkeypatch, capsys):
     heic = trip["root"] / "fake.heic"
     heic.write_bytes(struct.pack(">I", 24) + b"ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import fails as if absent
-    with pytest.raises(kio.ImageError, match=r'pillow-heif package: pip install "kpac_tf\[photo\]"'):
-        kio.read_image(heic)
-    with pytest.raises(kio.ImageError, match="writing HEIC needs the pillow-heif"):
-        kio.write_image(trip["root"] / "x.heic", np.zeros((4, 4, 3)))
+    with pytest.raises(codec.ImageError, match=r'pillow-heif package: pip install "kpac_tf\[photo\]"'):
+        codec.read_image(heic)
+    with pytest.raises(codec.ImageError, match="writing HEIC needs the pillow-heif"):
+        codec.write_image(trip["root"] / "x.heic", np.zeros((4, 4, 3)))
     monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else True)
     monkeypatch.setitem(sys.modules, "pillow_avif", None)
-    with pytest.raises(kio.ImageError, match=r"reading AVIF needs Pillow 11.3 .*pillow-avif-plugin"):
-        kio.decode_image_bytes(struct.pack(">I", 20) + b"ftypavif\x00\x00\x00\x00avif", "x.avif")
+    with pytest.raises(codec.ImageError, match=r"reading AVIF needs Pillow 11.3 .*pillow-avif-plugin"):
+        codec.decode_image_bytes(struct.pack(">I", 20) + b"ftypavif\x00\x00\x00\x00avif", "x.avif")
     status = _run([f"--weights={trip['weights']}", f"--output_dir={trip['root'] / 'none'}",
                    str(heic)])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -299,6 +301,6 @@ def test_demo_photo_keeps_the_metadata(trip):
                              str(source)])
     assert runner.call_main("kpac-demo", demo.main, remaining) == 0
     flags.FLAGS.unparse_flags()
-    result = kio.read_image(out / "camera_deblurred.png")
+    result = codec.read_image(out / "camera_deblurred.png")
     assert result.metadata == ImageMetadata(ICC, imeta.reset_orientation(EXIF), XMP)
     assert result.pixels.shape[:2] == (STORED[1], STORED[0])

@@ -1,4 +1,4 @@
-"""Tests for kpac_tf.metrics: values on known pairs and the protocol options."""
+"""Tests for kpac_tf.evaluation.metrics: values on known pairs and the protocol options."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from kpac_tf import metrics
+from kpac_tf.evaluation import metrics
 
 
 def _image(rng: np.random.Generator, h: int = 24, w: int = 32) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kpac_tf import build_kpac, count_parameters
-from kpac_tf.complexity import analytic_macs
-from kpac_tf.models import ModelConfig, resolve_config
+from kpac_tf.model.builder import ModelConfig, resolve_config
+from kpac_tf.model.complexity import analytic_macs
 
 # (preset, overrides, parameters) from the reference table.
 PARAMETER_TABLE = [
@@ -74,7 +74,7 @@ def test_zero_last_layer_returns_the_input_exactly(rng):
 
 
 def test_padding_mirrors_the_image_for_any_size():
-    from kpac_tf.padding import crop_to, pad_to_multiple
+    from kpac_tf.model.padding import crop_to, pad_to_multiple
 
     image = np.arange(1 * 3 * 2 * 1, dtype=np.float32).reshape(1, 3, 2, 1)
     padded, (height, width) = pad_to_multiple(image, 8)
@@ -140,7 +140,7 @@ def test_config_validation_messages():
 
 
 def test_alpha_override_inputs_replace_the_scale_attention(rng):
-    from kpac_tf import weights
+    from kpac_tf.model import weights
 
     model = build_kpac("kpac-2level", return_attention=True)
     modulated = build_kpac("kpac-2level", alpha_override=True)
@@ -169,7 +169,7 @@ def test_mixed_precision_keeps_the_residual_path_float32(mixed_bfloat16, rng):
     """Under mixed_bfloat16 the output is float32 and equals the float32 model's to
     within bfloat16 rounding of the interior; with a zero last layer it is the input
     to float32 rounding (the residual base is never rounded to bfloat16)."""
-    from kpac_tf.weights import get_arrays, set_arrays
+    from kpac_tf.model.weights import get_arrays, set_arrays
 
     mixed = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
     keras.mixed_precision.set_global_policy("float32")
@@ -194,7 +194,7 @@ def test_mixed_precision_keeps_the_residual_path_float32(mixed_bfloat16, rng):
 def test_explicit_padding_equals_same_padding(kernel_size, dilation, rng):
     import tensorflow as tf
 
-    from kpac_tf import layers as kl
+    from kpac_tf.model import layers as kl
 
     x = rng.standard_normal((2, 13, 17, 6)).astype("float32")
     kernel = rng.standard_normal((kernel_size, kernel_size, 6, 4)).astype("float32")
@@ -251,7 +251,7 @@ def test_dilated_convs_train_on_the_cpu(rng):
 
 
 def test_last_conv_can_run_in_the_compute_dtype_for_inference(rng):
-    from kpac_tf.weights import get_arrays, set_arrays, weight_layout
+    from kpac_tf.model.weights import get_arrays, set_arrays, weight_layout
 
     full = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -276,7 +276,7 @@ def test_last_conv_can_run_in_the_compute_dtype_for_inference(rng):
 
 
 def test_every_leaky_relu_takes_the_one_slope(rng):
-    from kpac_tf import layers as kl
+    from kpac_tf.model import layers as kl
 
     model = build_kpac("kpac-2level", num_blocks=1)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -295,7 +295,7 @@ def test_subpixel_deconv_equals_the_transposed_conv(rng, height, width):
     import keras
     import tensorflow as tf
 
-    from kpac_tf import layers
+    from kpac_tf.model import layers
 
     x = rng.normal(size=(2, height, width, 6)).astype("float32")
     plain = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same",

@@ -1,4 +1,4 @@
-"""The last conv's faster forms (kpac_tf.layers.OutputConv2D): zero-kernel channel
+"""The last conv's faster forms (kpac_tf.model.layers.OutputConv2D): zero-kernel channel
 padding and the transposed training form compute the same numbers and gradients as the
 plain conv, add no variable, and keep checkpoints interchangeable across forms and
 precisions."""
@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from kpac_tf import build_kpac
-from kpac_tf import layers as kl
-from kpac_tf import models
-from kpac_tf.weights import get_arrays, set_arrays, weight_layout
+from kpac_tf.model import layers as kl
+from kpac_tf.model import builder
+from kpac_tf.model.weights import get_arrays, set_arrays, weight_layout
 
 # A small KPAC (one block, two rates) keeps every test to seconds.
 SMALL = {"num_blocks": 1, "dilations": (1, 2)}
@@ -95,7 +95,7 @@ def test_mixed_bfloat16_gradients_match_the_plain_graph(batch):
     new = _build("mixed_bfloat16", **NO_DILATION)
     set_arrays(new, get_arrays(reference), "the float32 graph")
     layer = new.get_layer("d2_2")
-    assert layer.computed_channels == models.BFLOAT16_OUTPUT_CONV_CHANNELS
+    assert layer.computed_channels == builder.BFLOAT16_OUTPUT_CONV_CHANNELS
     assert layer.compute_dtype == "float32" and layer.training_form == "transposed"
     float32, old_mixed, new_mixed = (_gradients(m, *batch) for m in (reference, plain, new))
     assert min(_cosines(old_mixed, new_mixed)) >= 0.999
@@ -132,11 +132,11 @@ def test_parameter_count_of_the_released_model_is_unchanged(policy):
 def test_defaults_follow_the_dtype_policy():
     plain, mixed = _build(), _build("mixed_bfloat16")
     assert plain.get_layer("d2_2").computed_channels == 3
-    assert mixed.get_layer("d2_2").computed_channels == models.BFLOAT16_OUTPUT_CONV_CHANNELS
-    assert plain.get_layer("d2_2").training_form == models.DEFAULT_OUTPUT_CONV_FORM
+    assert mixed.get_layer("d2_2").computed_channels == builder.BFLOAT16_OUTPUT_CONV_CHANNELS
+    assert plain.get_layer("d2_2").training_form == builder.DEFAULT_OUTPUT_CONV_FORM
     lean = _build("mixed_bfloat16", float32_last_conv=False)
     assert lean.get_layer("d2_2").compute_dtype == "bfloat16"
-    assert lean.get_layer("d2_2").computed_channels == models.BFLOAT16_OUTPUT_CONV_CHANNELS
+    assert lean.get_layer("d2_2").computed_channels == builder.BFLOAT16_OUTPUT_CONV_CHANNELS
 
 
 def _checkpoint(model: keras.Model) -> tf.train.Checkpoint:

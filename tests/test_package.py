@@ -1,6 +1,7 @@
-"""The package's public surface: every name in ``kpac_tf.__all__`` resolves, and the
-numpy-only ``kpac_tf.inverse_kernels`` imports without TensorFlow (checked in a fresh
-process, where nothing has imported TensorFlow yet)."""
+"""The package's public surface: every name in ``kpac_tf.__all__`` resolves, the
+numpy-only ``kpac_tf.analysis.inverse_kernels`` imports without TensorFlow (checked in a
+fresh process, where nothing has imported TensorFlow yet), and the former flat modules
+are gone (no re-export shims)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ _FRESH = textwrap.dedent(
     import json, sys
     import numpy as np
     import kpac_tf
-    import kpac_tf.inverse_kernels as ik
+    import kpac_tf.analysis.inverse_kernels as ik
 
     heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
     size = float(ik.wiener_inverse(ik.gaussian_kernel(1.0, size=9), 1e-2).shape[0])
@@ -56,3 +57,20 @@ def test_public_names_resolve_and_inverse_kernels_need_no_tensorflow():
         if facts["type"] in ("function", "type", "ABCMeta"):
             assert facts["module"].startswith("kpac_tf.") and facts["same"], (name, facts)
     assert names["PRESETS"]["type"] == "dict"
+
+
+#: The flat modules of the package before it was organised by concern (issue 38); their
+#: code lives in model/, images/, train/, evaluation/, deploy/ and analysis/ now.
+_FORMER_MODULES = ("io", "layers", "models", "padding", "weights", "complexity", "image_metadata",
+                   "colour", "training", "train_config", "train_reports", "losses", "ema",
+                   "distribution", "metrics", "lpips", "baselines", "export", "serving",
+                   "blur_detection", "inverse_kernels", "data.synthetic", "data.sources")
+
+
+def test_the_former_flat_modules_are_gone_without_shims():
+    import importlib.util
+
+    for name in _FORMER_MODULES:
+        assert importlib.util.find_spec(f"kpac_tf.{name}") is None, name
+    for name in ("analysis", "evaluation"):  # modules once, packages now
+        assert importlib.util.find_spec(f"kpac_tf.{name}").submodule_search_locations, name

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from absl import flags
 
-from kpac_tf import build_kpac, io as kio
+from kpac_tf import build_kpac
 from kpac_tf.cli import deblur, export, inference_flags, runner
-from kpac_tf.weights import save_weights
+from kpac_tf.images import codec
+from kpac_tf.model.weights import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +25,12 @@ def _parse(name, argv):
 
 
 def test_deblurrer_follows_precision_and_max_pixels(weights_file, monkeypatch):
-    monkeypatch.setattr(kio, "MAX_PIXELS", kio.MAX_PIXELS)
+    monkeypatch.setattr(codec, "MAX_PIXELS", codec.MAX_PIXELS)
     _parse("kpac-deblur", ["--precision=float32", "--max_pixels=1000", "--tile=64", "--overlap=8"])
-    from kpac_tf.weights import load_model
+    from kpac_tf.model.weights import load_model
 
     deblurrer = inference_flags.make_deblurrer(load_model(str(weights_file)))
-    assert deblurrer.precision == "float32" and kio.MAX_PIXELS == 1000
+    assert deblurrer.precision == "float32" and codec.MAX_PIXELS == 1000
     with pytest.raises(flags.IllegalFlagValueError):
         _parse("kpac-deblur", ["--precision=float16"])
     flags.FLAGS.unparse_flags()
@@ -37,10 +38,10 @@ def test_deblurrer_follows_precision_and_max_pixels(weights_file, monkeypatch):
 
 def test_deblur_refuses_an_image_above_max_pixels_and_does_the_rest(tmp_path, weights_file, rng,
                                                                    monkeypatch):
-    monkeypatch.setattr(kio, "MAX_PIXELS", kio.MAX_PIXELS)
+    monkeypatch.setattr(codec, "MAX_PIXELS", codec.MAX_PIXELS)
     monkeypatch.chdir(tmp_path)
-    kio.write_image(tmp_path / "small.png", rng.random((20, 30, 3)))
-    kio.write_image(tmp_path / "big.png", rng.random((40, 60, 3)))
+    codec.write_image(tmp_path / "small.png", rng.random((20, 30, 3)))
+    codec.write_image(tmp_path / "big.png", rng.random((40, 60, 3)))
     remaining = _parse("kpac-deblur", ["small.png", "big.png", f"--weights={weights_file}",
                                        "--max_pixels=1000", "--precision=float32",
                                        "--output_dir=out"])
@@ -48,8 +49,8 @@ def test_deblur_refuses_an_image_above_max_pixels_and_does_the_rest(tmp_path, we
     flags.FLAGS.unparse_flags()
     assert code == 1
     assert os.listdir(tmp_path / "out") == ["small_deblurred.png"]
-    expected = kio.read_image(tmp_path / "small.png").rgb
-    assert kio.read_image(tmp_path / "out" / "small_deblurred.png").rgb.shape == expected.shape
+    expected = codec.read_image(tmp_path / "small.png").rgb
+    assert codec.read_image(tmp_path / "out" / "small_deblurred.png").rgb.shape == expected.shape
 
 
 def test_export_checks_max_pixels_before_any_work(tmp_path):
@@ -60,7 +61,7 @@ def test_export_checks_max_pixels_before_any_work(tmp_path):
 
 
 def test_export_max_pixels_default_and_off():
-    from kpac_tf.export import DEFAULT_MAX_PIXELS
+    from kpac_tf.deploy.signatures import DEFAULT_MAX_PIXELS
 
     _parse("kpac-export", ["--export_dir=x"])
     assert export._max_pixels() == DEFAULT_MAX_PIXELS
@@ -80,7 +81,7 @@ def test_export_onnx_writes_a_model_onnx_runtime_runs(tmp_path, weights_file, rn
     assert code == 0
     onnx_file = tmp_path / "kpac" / "1" / "model.onnx"
     assert onnx_file.is_file()
-    from kpac_tf.weights import load_model
+    from kpac_tf.model.weights import load_model
 
     image = rng.random((1, 24, 40, 3)).astype(np.float32)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])

@@ -54,6 +54,37 @@ def test_relight_only_draws_when_enabled_and_keeps_range(rng):
     assert np.abs(lit - image).mean() > 0.01
 
 
+def _blotch_scale(field: np.ndarray) -> float:
+    """Distance (px) at which the field's autocorrelation along rows falls below 1/2."""
+    centred = field - field.mean()
+    for lag in range(1, 40):
+        if np.mean(centred[:, lag:] * centred[:, :-lag]) < 0.5 * np.mean(centred ** 2):
+            return float(lag)
+    return 40.0
+
+
+def test_mottle_is_soft_blotches_of_a_few_percent():
+    scales = []
+    for seed in range(8):
+        gain = relight.mottle_field(128, 160, np.random.default_rng(seed))
+        assert gain.shape == (128, 160) and gain.dtype == np.float32
+        assert abs(float(gain.mean()) - 1.0) < 0.01
+        assert 0.03 <= float(gain.std()) <= 0.13
+        scales.append(_blotch_scale(gain))
+    # Blotches 2-10 px across: soft (not pixel noise), yet not a smooth illumination.
+    assert min(scales) >= 1 and max(scales) <= 8 and len(set(scales)) > 1
+
+
+def test_relight_mottles_only_when_asked():
+    image = np.full((64, 64, 3), 0.5, np.float32)
+    plain = relight.relight(image, np.random.default_rng(3), illumination=0.0, shadows=0.0,
+                            tones=0.0, mottle=0.0)
+    np.testing.assert_array_equal(plain, image)
+    mottled = relight.relight(image, np.random.default_rng(3), illumination=0.0, shadows=0.0,
+                              tones=0.0, mottle=1.0)
+    assert 0.01 < float(mottled.std()) < 0.1
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_tone_variants_stay_in_range(seed):
     image = np.random.default_rng(seed).random((32, 32, 3), dtype=np.float32)
@@ -72,7 +103,7 @@ def test_shaded_layers_keep_alpha_and_change_colour(rng):
 
 
 def test_generator_with_soft_content_is_deterministic_and_default_unchanged():
-    options = ["illumination=1", "shadows=1", "shaded_leaves=1", "tones=0.5",
+    options = ["illumination=1", "shadows=1", "shaded_leaves=1", "tones=0.5", "mottle=0.5",
                "sharp_probability=1"]
     soft = SyntheticDefocusSource(64, photos="skimage:astronaut", dead_leaves_fraction=0.5,
                                   config=synthetic_config_from_overrides(options), seed=2)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpac_tf import export
-from kpac_tf.models import build_kpac
-from kpac_tf.serving import GrpcClient, RestClient, ServingError
+from kpac_tf.deploy import saved_model
+from kpac_tf.deploy import signatures as ksignatures
+from kpac_tf.deploy.serving import GrpcClient, RestClient, ServingError
+from kpac_tf.model.builder import build_kpac
 from tests.serving_stub import ServingStub
 
 
@@ -21,7 +22,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     keras.utils.set_random_seed(21)
     model = build_kpac("kpac-2level")
-    export.export_saved_model(model, root, "kpac")
+    saved_model.export_saved_model(model, root, "kpac")
     with ServingStub(root, "kpac") as stub:
         yield {"model": model, "url": stub.url}
 
@@ -120,7 +121,7 @@ def test_grpc_client_without_the_optional_package_says_what_to_install():
 
 
 def test_error_line_skips_tf_generic_headers():
-    from kpac_tf.serving import _first_line
+    from kpac_tf.deploy.serving import _first_line
 
     tf_error = ("Graph execution error:\n\nDetected at node map/Substr defined at (most recent "
                 "call last):\n<stack traces unavailable>\nInvalid PNG data, size 60\n\t "
@@ -132,11 +133,11 @@ def test_error_line_skips_tf_generic_headers():
 
 
 def test_the_client_spells_the_models_dual_pixel_views():
-    from kpac_tf import serving
-    from kpac_tf.models import DUAL_PIXEL_VIEWS
+    from kpac_tf.deploy import serving
+    from kpac_tf.model.builder import DUAL_PIXEL_VIEWS
 
     assert serving._VIEWS == DUAL_PIXEL_VIEWS
-    assert export.input_names(build_kpac("kpac-dual").kpac_config) == DUAL_PIXEL_VIEWS
+    assert ksignatures.input_names(build_kpac("kpac-dual").kpac_config) == DUAL_PIXEL_VIEWS
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def served_dual(tmp_path_factory):
     model = build_kpac("kpac-dual")
     last = model.get_layer("d2_2")
     last.kernel.assign(last.kernel.numpy() * 3)
-    export.export_saved_model(model, root, "dual")
+    saved_model.export_saved_model(model, root, "dual")
     with ServingStub(root, "dual") as stub:
         yield {"model": model, "url": stub.url}
 

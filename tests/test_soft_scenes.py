@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from kpac_tf.colour import luma, srgb_to_linear
 from kpac_tf.data import soft_scenes
 from kpac_tf.data.render import radius_from_depth
+from kpac_tf.images.colour import luma, srgb_to_linear
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "experiments"))
+sys.path.insert(0, str(REPO / "experiments" / "quality"))
 
 import soft_content_scores  # noqa: E402
 
@@ -65,6 +65,18 @@ def test_the_context_is_sharp_and_the_rest_is_smooth():
         assert context > 0.02, (scene.name, context)
         if (~scene.context).mean() > 0.2:
             assert _high_pass_rms(scene.image, ~scene.context) < context / 3, scene.name
+
+
+def test_mottled_blotches_grow_with_the_variant_and_stay_off_the_context():
+    stds = []
+    for variant in range(4):
+        scene = soft_scenes.make_scene("mottled", variant, size=160)
+        assert scene.info["blotch_scale"] == pytest.approx(np.geomspace(2.0, 10.0, 4)[variant])
+        paint = ~scene.context
+        assert paint.mean() > 0.4
+        stds.append(float(luma(scene.image)[paint].std()))
+    # Soft blotches of a few percent, not flat paint and not a texture.
+    assert all(0.005 < s < 0.08 for s in stds), stds
 
 
 def _slope_width(u: np.ndarray, fraction: np.ndarray) -> float:
@@ -141,7 +153,7 @@ def tiny_weights(tmp_path_factory) -> dict[str, str]:
     """A tiny untrained model's weights file, and the same model with its last conv
     zeroed, which returns its input exactly (the residual alone)."""
     from kpac_tf import build_kpac
-    from kpac_tf import weights as kweights
+    from kpac_tf.model import weights as kweights
 
     folder = tmp_path_factory.mktemp("weights")
     model = build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
@@ -182,5 +194,5 @@ def test_scores_are_finite_and_follow_the_model(benchmark, tiny_weights):
                if w.set != "natural")
     lines = "\n".join(soft_content_scores.markdown({"random": random.summary,
                                                     "identity": identity.summary}))
-    assert "| identity | **all** | 6 | inf | inf |" in lines
+    assert f"| identity | **all** | {len(soft_scenes.SCENE_KINDS)} | inf | inf |" in lines
     assert "ambiguous by nature" in lines

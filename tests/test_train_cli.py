@@ -20,9 +20,8 @@ from tests.helpers import TINY_RUN_FLAGS
 from tests.helpers import TINY_TRAIN_FLAGS as TINY
 
 REPO = Path(__file__).resolve().parents[1]
-#: kpac_tf.training.KILL_AT_STEP_ENV.
+#: kpac_tf.train.loop.KILL_AT_STEP_ENV.
 KILL_AT_STEP_ENV = "KPAC_TF_TEST_KILL_AT_STEP"
-CONFIGS = REPO / "experiments" / "configs"
 
 
 def _env():
@@ -189,11 +188,13 @@ def test_user_errors_are_one_line_before_training(tmp_path, commands):
 
 
 def test_flagfiles_hold_the_paper_recipes():
-    """Parse every flagfile with the command's flag definitions; each flag it sets is
-    one of kpac-train's own (the test process also defines the other commands' flags)."""
+    """Parse every packaged recipe (kpac_tf/recipes, found by kpac_tf.tools.recipe) with the
+    command's flag definitions; each flag it sets is one of kpac-train's own (the test
+    process also defines the other commands' flags)."""
     from absl import flags
 
     from kpac_tf.cli import train
+    from kpac_tf.tools.recipe import recipe_names, recipe_path
 
     FLAGS = flags.FLAGS
     # The flags kpac_tf/cli/train.py defines (another command may define a flag of the same
@@ -203,7 +204,7 @@ def test_flagfiles_hold_the_paper_recipes():
             "perceptual_distance", "bit_depth", "lr_schedule", "data", "preset")
     out = {}
     try:
-        for path in sorted(CONFIGS.glob("*.flags")):
+        for path in map(recipe_path, recipe_names()):
             named = re.findall(r"^--(\w+)", path.read_text(), re.MULTILINE)
             foreign = [n for n in named if n not in own and not (n.startswith("no") and n[2:] in own)]
             assert named and not foreign, (path, foreign)

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpac_tf import losses, models, training, weights
 from kpac_tf.data import pipeline
+from kpac_tf.model import builder, weights
+from kpac_tf.train import checkpoints as kcheckpoints
+from kpac_tf.train import loop, losses
+from kpac_tf.train.config import TrainData
 from tests.helpers import quiet_config, tiny_data, tiny_model
 
 
@@ -23,8 +26,8 @@ def _trainer(perceptual_weight=0.0):
     keras.utils.set_random_seed(0)
     network = tiny_model()
     perceptual = losses.PerceptualLoss(weights=None) if perceptual_weight else None
-    trainer = training.KPACTrainer(network, perceptual, perceptual_weight)
-    optimizer = training.make_optimizer(quiet_config(steps=10))
+    trainer = loop.KPACTrainer(network, perceptual, perceptual_weight)
+    optimizer = loop.make_optimizer(quiet_config(steps=10))
     trainer.compile(optimizer=optimizer)
     return trainer
 
@@ -67,20 +70,20 @@ def test_short_synthetic_run_lowers_loss_and_writes_outputs(tmp_path):
     config = quiet_config(steps=16, batch_size=4, learning_rate=2e-3, checkpoint_every=8, summary_every=4,
                           image_summary_every=8, eval_every=8)
     keras.utils.set_random_seed(config.seed)  # the initial model of the run
-    initial = training.KPACTrainer(tiny_model())
+    initial = loop.KPACTrainer(tiny_model())
     (inputs, target, weight), = pipeline.make_eval_dataset(data.val, crop=32, per_replica_batch=8)
     initial_mae = float(initial.test_step((inputs, target, weight))["mae_sum"]) / 8
     progress = []
-    result = training.train(tiny_model, data, config, str(tmp_path),
-                            on_progress=lambda step, total, logs: progress.append(step))
+    result = loop.train(tiny_model, data, config, str(tmp_path),
+                        on_progress=lambda step, total, logs: progress.append(step))
     assert result.step == 16 and progress == list(range(17))
     assert result.logs["val_images"] == 8
     assert result.logs["val_mae"] < 0.9 * initial_mae  # measured: 0.059 -> 0.049
     assert result.val_psnr is not None and np.isfinite(result.val_psnr)
     assert os.path.exists(result.weights_path) and result.weights_path.endswith(".weights.npz")
     rebuilt = weights.load_model(result.weights_path)
-    assert models.model_config(rebuilt) == models.model_config(tiny_model())
-    record = json.loads((tmp_path / training.RECORD_NAME).read_text())
+    assert builder.model_config(rebuilt) == builder.model_config(tiny_model())
+    record = json.loads((tmp_path / kcheckpoints.RECORD_NAME).read_text())
     assert record["step"] == 16 and record["finished"] and record["wall_time_seconds"] > 0
     assert record["data"] == "synthetic:deadleaves" and record["model"]["levels"] == 2
     assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "checkpoints" / "*.index"))) == [
@@ -96,10 +99,10 @@ def test_short_synthetic_run_lowers_loss_and_writes_outputs(tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     config = quiet_config(checkpoint_every=2)
-    straight = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "a"))
-    first = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=4), str(tmp_path / "b"))
+    straight = loop.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "a"))
+    first = loop.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=4), str(tmp_path / "b"))
     assert first.step == 4 and first.weights_path is not None
-    resumed = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
+    resumed = loop.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
     assert resumed.start_step == 4 and resumed.step == 6
     for a, b in zip(_arrays(straight.weights_path), _arrays(resumed.weights_path)):
         np.testing.assert_allclose(a, b, atol=1e-6)
@@ -107,14 +110,14 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed.seconds > 0 and resumed.wall_time > resumed.seconds
     # Finished runs restart as no-ops that write nothing (no weights, record or TensorBoard file).
     files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "b").rglob("*") if p.is_file()}
-    again = training.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
+    again = loop.train(tiny_model, tiny_data(), dataclasses_replace(config, steps=6), str(tmp_path / "b"))
     assert again.start_step == 6 and again.step == 6 and again.seconds == 0
     assert again.record["final_logs"] == resumed.record["final_logs"] and again.val_psnr == resumed.val_psnr
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "b").rglob("*") if p.is_file()} == files
     # A checkpoint from another architecture is refused with one clear sentence.
     with pytest.raises(ValueError, match="does not fit this model"):
-        training.train(lambda: models.build_kpac("kpac-2level", num_blocks=2, dilations=(1, 2)), tiny_data(),
-                       dataclasses_replace(config, steps=8), str(tmp_path / "b"))
+        loop.train(lambda: builder.build_kpac("kpac-2level", num_blocks=2, dilations=(1, 2)), tiny_data(),
+                   dataclasses_replace(config, steps=8), str(tmp_path / "b"))
 
 
 def dataclasses_replace(config, **changes):
@@ -125,17 +128,17 @@ def dataclasses_replace(config, **changes):
 
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     config = quiet_config(steps=8, checkpoint_every=2)
-    with pytest.raises(training.NonFiniteLossError, match=r"at step 5;.*last good checkpoint \(step 4\)"):
-        training.train(tiny_model, tiny_data(nan_at_step=5), config, str(tmp_path))
+    with pytest.raises(loop.NonFiniteLossError, match=r"at step 5;.*last good checkpoint \(step 4\)"):
+        loop.train(tiny_model, tiny_data(nan_at_step=5), config, str(tmp_path))
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
-    assert not (tmp_path / training.WEIGHTS_NAME).exists()
+    assert not (tmp_path / kcheckpoints.WEIGHTS_NAME).exists()
     # With several steps per loop the failing step is still named exactly.
     looped = quiet_config(steps=8, checkpoint_every=4, steps_per_loop=4)
-    with pytest.raises(training.NonFiniteLossError, match="at step 7;"):
-        training.train(tiny_model, tiny_data(nan_at_step=7), looped, str(tmp_path / "looped"))
+    with pytest.raises(loop.NonFiniteLossError, match="at step 7;"):
+        loop.train(tiny_model, tiny_data(nan_at_step=7), looped, str(tmp_path / "looped"))
     assert tf.train.latest_checkpoint(str(tmp_path / "looped" / "checkpoints")).endswith("ckpt-4")
     # The run resumes from the good checkpoint once the data is fixed.
-    result = training.train(tiny_model, tiny_data(), config, str(tmp_path))
+    result = loop.train(tiny_model, tiny_data(), config, str(tmp_path))
     assert result.start_step == 4 and result.step == 8
 
 
@@ -146,7 +149,7 @@ def test_init_from_weights_file(tmp_path):
     keras.utils.set_random_seed(config.seed)
     fresh = weights.get_arrays(tiny_model())  # what the run would start from without init_from
     assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(_arrays(path), fresh))
-    result = training.train(tiny_model, tiny_data(), config, str(tmp_path / "run"), init_from=str(path))
+    result = loop.train(tiny_model, tiny_data(), config, str(tmp_path / "run"), init_from=str(path))
     for a, b in zip(_arrays(path), _arrays(result.weights_path)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -157,7 +160,7 @@ def test_bad_settings_fail_before_training(tmp_path):
     data = tiny_data(crop=32)
     data.pipeline = pipeline.PipelineConfig(crop=64)  # the synthetic scenes are only 32x32
     with pytest.raises(ValueError, match="cannot be read: .*smaller than the 64x64 crop"):
-        training.train(tiny_model, data, quiet_config(steps=2), str(tmp_path))
+        loop.train(tiny_model, data, quiet_config(steps=2), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -170,13 +173,13 @@ def test_dual_pixel_dpdd_run(tmp_path, rng):
                 image = (rng.random((40, 48, 3)) * 65535).astype(np.uint16)
                 tf.io.write_file(str(tmp_path / "dpdd" / folder / f"p{index}.png"), tf.io.encode_png(image))
     sources = pipeline.resolve_data(str(tmp_path / "dpdd"), crop=32, dual_pixel=True, bit_depth=16)
-    data = training.TrainData(train=sources.train, val=sources.val, val_crop=None,
-                              pipeline=pipeline.PipelineConfig(crop=32, flip_rot=True, bit_depth=16))
-    result = training.train(lambda: models.build_kpac("kpac-dual", num_blocks=1, dilations=(1, 2)), data,
-                            quiet_config(steps=2, image_summary_every=2), str(tmp_path / "run"))
+    data = TrainData(train=sources.train, val=sources.val, val_crop=None,
+                     pipeline=pipeline.PipelineConfig(crop=32, flip_rot=True, bit_depth=16))
+    result = loop.train(lambda: builder.build_kpac("kpac-dual", num_blocks=1, dilations=(1, 2)), data,
+                        quiet_config(steps=2, image_summary_every=2), str(tmp_path / "run"))
     assert result.step == 2 and np.isfinite(result.logs["loss"])
     assert result.logs["val_images"] == 3  # whole 40x48 images, one per batch
-    assert models.model_config(result.network).dual_pixel
+    assert builder.model_config(result.network).dual_pixel
 
 
 def test_cosine_learning_rate_and_kept_checkpoints(tmp_path):
@@ -185,8 +188,8 @@ def test_cosine_learning_rate_and_kept_checkpoints(tmp_path):
     config = quiet_config(steps=4, learning_rate=1e-3, lr_schedule="cosine", checkpoint_every=1,
                           keep_checkpoints=2)
     rates = {}
-    training.train(tiny_model, tiny_data(val_images=1), config, str(tmp_path),
-                   on_progress=lambda step, total, logs: rates.setdefault(step, logs.get("learning_rate")))
+    loop.train(tiny_model, tiny_data(val_images=1), config, str(tmp_path),
+               on_progress=lambda step, total, logs: rates.setdefault(step, logs.get("learning_rate")))
     assert rates[1] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi / 4)), rel=1e-5)
     assert rates[2] == pytest.approx(0.5e-3, rel=1e-5)  # half the rate at half the steps
     assert rates[4] == pytest.approx(0.0, abs=1e-9)
@@ -195,21 +198,21 @@ def test_cosine_learning_rate_and_kept_checkpoints(tmp_path):
     state = tf.train.get_checkpoint_state(str(checkpoints))
     assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-3", "ckpt-4"]
     # The paper's constant rate stays put.
-    constant = training.make_optimizer(quiet_config(steps=4, learning_rate=1e-3))
+    constant = loop.make_optimizer(quiet_config(steps=4, learning_rate=1e-3))
     constant.iterations.assign(2)
-    assert training._current_lr(constant) == pytest.approx(1e-3)
+    assert loop._current_lr(constant) == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
     """warmup_steps=4 of 12: 0, 1/4, ... of the rate over the first steps; then the
     cosine decays to 0 at the last step over the 8 steps left, or the rate holds."""
-    optimizer = training.make_optimizer(quiet_config(steps=12, learning_rate=1e-3, lr_schedule=schedule,
-                                                     warmup_steps=4))
+    optimizer = loop.make_optimizer(quiet_config(steps=12, learning_rate=1e-3, lr_schedule=schedule,
+                                                 warmup_steps=4))
 
     def rate_at(step: int) -> float:
         optimizer.iterations.assign(step)
-        return training._current_lr(optimizer)
+        return loop._current_lr(optimizer)
 
     assert [rate_at(s) for s in range(5)] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3], abs=1e-9)
     if schedule == "cosine":
@@ -226,7 +229,7 @@ def test_moving_average_is_validated_saved_and_read_from_checkpoints(tmp_path):
     (0.5 per step, the first step's weights to start); a checkpoint read as weights
     gives the average too; resuming without the average is refused."""
     config = quiet_config(steps=4, ema_decay=0.5, checkpoint_every=1, keep_checkpoints=5, eval_every=2)
-    result = training.train(tiny_model, tiny_data(val_images=1), config, str(tmp_path))
+    result = loop.train(tiny_model, tiny_data(val_images=1), config, str(tmp_path))
     checkpoints = tmp_path / "checkpoints"
     raw = []
     for step in range(1, 5):
@@ -246,12 +249,12 @@ def test_moving_average_is_validated_saved_and_read_from_checkpoints(tmp_path):
     for a, b in zip(from_file, from_checkpoint.trainable_variables):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="moving average"):
-        training.train(tiny_model, tiny_data(val_images=1), quiet_config(steps=6), str(tmp_path))
+        loop.train(tiny_model, tiny_data(val_images=1), quiet_config(steps=6), str(tmp_path))
 
 
 def test_without_moving_average_a_checkpoint_gives_the_raw_weights(tmp_path):
-    result = training.train(tiny_model, tiny_data(val_images=1), quiet_config(steps=2, checkpoint_every=1),
-                            str(tmp_path))
+    result = loop.train(tiny_model, tiny_data(val_images=1), quiet_config(steps=2, checkpoint_every=1),
+                        str(tmp_path))
     model = tiny_model()
     weights.restore_checkpoint(model, str(tmp_path / "checkpoints" / "ckpt-2"))
     for a, b in zip(result.network.trainable_variables, model.trainable_variables):
@@ -267,10 +270,10 @@ def test_float16_loss_scaling_skips_overflowing_steps():
         # No dilated conv (one atrous rate, no scale attention): CPUs without float16
         # hardware compute float16 conv gradients only undilated. float16 is the GPU
         # policy; this test is about the loss scale.
-        network = models.build_kpac("kpac-2level", num_blocks=1, dilations=(1,),
-                                    scale_attention=False)
-        trainer = training.KPACTrainer(network)
-        optimizer = training.make_optimizer(quiet_config(steps=10), loss_scaling=True)
+        network = builder.build_kpac("kpac-2level", num_blocks=1, dilations=(1,),
+                                     scale_attention=False)
+        trainer = loop.KPACTrainer(network)
+        optimizer = loop.make_optimizer(quiet_config(steps=10), loss_scaling=True)
         trainer.compile(optimizer=optimizer)
     finally:
         keras.mixed_precision.set_global_policy("float32")

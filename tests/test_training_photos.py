@@ -19,9 +19,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kpac_tf import cpu, models, training
-from kpac_tf import io as kio
+from kpac_tf import cpu
 from kpac_tf.data import pipeline, pool, texture_photos
+from kpac_tf.files import current_umask
+from kpac_tf.model import builder, precision
+from kpac_tf.train import loop
+from kpac_tf.train.config import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,19 +125,20 @@ def test_fake_package_becomes_a_split_photo_folder(tmp_path, rng):
 @needs_dpkg
 def test_fetch_script_with_a_local_package_and_a_bad_one(tmp_path, rng):
     deb = _fake_package(tmp_path, rng)
-    script = os.path.join(ROOT, "experiments", "fetch_training_photos.py")
-    ok = subprocess.run([sys.executable, script, f"--out={tmp_path / 'p'}", f"--deb={deb}"],
+    tool = [sys.executable, "-m", "kpac_tf.tools.fetch_training_photos"]
+    ok = subprocess.run([*tool, f"--out={tmp_path / 'p'}", f"--deb={deb}"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "photos: train" in ok.stdout
     broken = tmp_path / "broken.deb"
     broken.write_bytes(b"not a deb")
-    bad = subprocess.run([sys.executable, script, f"--out={tmp_path / 'q'}", f"--deb={broken}"],
+    bad = subprocess.run([*tool, f"--out={tmp_path / 'q'}", f"--deb={broken}"],
                          capture_output=True, text=True)
     assert bad.returncode == 1
-    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in bad.stderr.splitlines()
+              if line.startswith("python -m kpac_tf.tools.fetch_training_photos: error:")]
     assert len(errors) == 1 and "cannot be unpacked" in errors[0]
-    wallpaper = subprocess.run([sys.executable, script, f"--out={tmp_path / 'r'}",
+    wallpaper = subprocess.run([*tool, f"--out={tmp_path / 'r'}",
                                 "--packages=desktop-base"], capture_output=True, text=True)
     assert wallpaper.returncode == 2 and "not one of" in wallpaper.stderr
 
@@ -150,9 +154,9 @@ def test_pool_renders_resumes_and_feeds_the_pipeline(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         pool.render_pool(out, 4, kinds=["deadleaves"], size=64, seed=3)
     # Pair i of the pool is pair i of the seeded stream.
-    from kpac_tf.data import synthetic
+    from kpac_tf.data import pairs
 
-    stream = synthetic.SyntheticDefocusSource(48, photos=None, seed=3, crops_per_photo=4)
+    stream = pairs.SyntheticDefocusSource(48, photos=None, seed=3, crops_per_photo=4)
     expected = stream.pair(2)
     arrays = pool.load_pool_arrays(out)
     np.testing.assert_array_equal(arrays["target"][2], np.round(expected.sharp * 255).astype(np.uint8))
@@ -176,7 +180,7 @@ def test_pool_is_packed_once_and_feeds_the_same_batches_as_memory(tmp_path, monk
     memory = pool.PoolSource(out, with_radius=True, packed=False)
     packed = pool.PoolSource(out, with_radius=True)
     assert (memory.storage, packed.storage) == ("memory", "packed")
-    assert os.stat(os.path.join(out, "packed")).st_mode & 0o777 == 0o777 & ~kio.current_umask()
+    assert os.stat(os.path.join(out, "packed")).st_mode & 0o777 == 0o777 & ~current_umask()
     arrays = pool_arrays.packed_arrays(out)
     assert isinstance(arrays["input"], np.memmap) and arrays["radius"].shape == (3, 40, 40, 1)
     for key, decoded in pool.load_pool_arrays(out).items():
@@ -290,7 +294,7 @@ def loss_case(rng):
     """(network, target, output, radius): a tiny network, random [0,1] NHWC images and a
     radius map [2,16,16,1] of 3 px whose top half is in focus (0.5 px)."""
     keras.utils.set_random_seed(0)
-    network = models.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
+    network = builder.build_kpac("kpac-2level", num_blocks=1, dilations=(1, 2))
     target = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
     output = tf.constant(rng.random((2, 16, 16, 3)).astype(np.float32))
     radius = np.full((2, 16, 16, 1), 3.0, np.float32)
@@ -300,31 +304,31 @@ def loss_case(rng):
 
 def test_in_focus_pixels_weigh_more_in_the_loss(loss_case):
     network, target, output, radius = loss_case
-    trainer = training.KPACTrainer(network, infocus_weight=5.0)
+    trainer = loop.KPACTrainer(network, infocus_weight=5.0)
     got = trainer.per_example_losses(target, output, tf.constant(radius))["mae"].numpy()
     diff = np.abs(target.numpy() - output.numpy())
-    weight = np.where(radius < training.INFOCUS_RADIUS, 5.0, 1.0)
+    weight = np.where(radius < loop.INFOCUS_RADIUS, 5.0, 1.0)
     np.testing.assert_allclose(got, (diff * weight).mean(axis=(1, 2, 3)), rtol=1e-6)
-    plain = training.KPACTrainer(network).per_example_losses(target, output, tf.constant(radius))["mae"]
+    plain = loop.KPACTrainer(network).per_example_losses(target, output, tf.constant(radius))["mae"]
     np.testing.assert_allclose(plain.numpy(), diff.mean(axis=(1, 2, 3)), rtol=1e-6)
     with pytest.raises(ValueError, match="infocus_weight"):
-        training.TrainConfig(infocus_weight=0.0)
+        TrainConfig(infocus_weight=0.0)
 
 
 def test_mse_pixel_loss_is_weighted_like_the_mae(loss_case):
     network, target, output, radius = loss_case
-    trainer = training.KPACTrainer(network, infocus_weight=3.0, pixel_loss="mse")
+    trainer = loop.KPACTrainer(network, infocus_weight=3.0, pixel_loss="mse")
     got = {k: v.numpy() for k, v in trainer.per_example_losses(target, output, tf.constant(radius)).items()}
     diff = target.numpy() - output.numpy()
-    weight = np.where(radius < training.INFOCUS_RADIUS, 3.0, 1.0)
+    weight = np.where(radius < loop.INFOCUS_RADIUS, 3.0, 1.0)
     np.testing.assert_allclose(got["pixel"], (np.square(diff) * weight).mean(axis=(1, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(got["total"], got["pixel"], rtol=1e-6)
     # The MAE is still reported, weighted the same way, so that MSE phases stay comparable.
     np.testing.assert_allclose(got["mae"], (np.abs(diff) * weight).mean(axis=(1, 2, 3)), rtol=1e-6)
     with pytest.raises(ValueError, match="pixel_loss"):
-        training.TrainConfig(pixel_loss="huber")
+        TrainConfig(pixel_loss="huber")
     with pytest.raises(ValueError, match="pixel_loss"):
-        training.KPACTrainer(network, pixel_loss="l2")
+        loop.KPACTrainer(network, pixel_loss="l2")
 
 
 @pytest.mark.parametrize("flags, speedup, fast, words", [
@@ -336,16 +340,16 @@ def test_mse_pixel_loss_is_weighted_like_the_mae(loss_case):
 def test_bfloat16_choice_follows_the_cpu_flags_and_the_probe(monkeypatch, flags, speedup, fast, words):
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     probes = []
-    monkeypatch.setattr(cpu, "bfloat16_conv_speedup", lambda: probes.append(1) or speedup)
-    chosen, reason = cpu.fast_bfloat16()
+    monkeypatch.setattr(precision, "bfloat16_conv_speedup", lambda: probes.append(1) or speedup)
+    chosen, reason = precision.fast_bfloat16()
     assert chosen is fast and words in reason
     assert len(probes) == (1 if flags == {"fpu", "avx512_bf16"} else 0)  # only AVX512 alone is probed
     if "amx_bf16" not in flags and "avx512_bf16" in flags:
-        assert cpu.fast_bfloat16(include_avx512=False)[0] is False
+        assert precision.fast_bfloat16(include_avx512=False)[0] is False
 
 
 def test_bfloat16_probe_measures_a_ratio():
-    speedup = cpu.bfloat16_conv_speedup(size=16, channels=8, repeats=2)
+    speedup = precision.bfloat16_conv_speedup(size=16, channels=8, repeats=2)
     assert math.isfinite(speedup) and 0.01 < speedup < 100
 
 
@@ -353,7 +357,7 @@ def test_bfloat16_probe_measures_a_ratio():
 def test_pool_storage_benchmark_compares_memory_and_packed(tmp_path):
     out = str(tmp_path / "pool")
     pool.render_pool(out, 3, kinds=["deadleaves"], size=40, seed=2)
-    script = os.path.join(ROOT, "experiments", "benchmark_pool_storage.py")
+    script = os.path.join(ROOT, "experiments", "speed", "benchmark_pool_storage.py")
     done = subprocess.run([sys.executable, script, f"--pool={out}", "--pairs=2", "--crop=32",
                            "--batches=3"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

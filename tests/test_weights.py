@@ -9,7 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from kpac_tf import build_kpac, weights
+from kpac_tf import build_kpac
+from kpac_tf.model import weights
 from tests.weights_helpers import DATA, recipe_arrays, write_authors_npz
 
 VECTORS = {"kpac-2level": "2level", "kpac-3level": "3level", "kpac-dual": "dual"}

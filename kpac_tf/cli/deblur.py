@@ -81,8 +81,8 @@ class InputError(ValueError):
 
 
 def _folder_images(folder: str, errors: list[str]) -> list[Path]:
-    runner.import_tensorflow()  # kpac_tf.io loads TensorFlow
-    from kpac_tf.io import READ_EXTENSIONS
+    runner.import_tensorflow()  # kpac_tf.images.codec loads TensorFlow
+    from kpac_tf.images.codec import READ_EXTENSIONS
 
     try:
         entries = sorted(os.listdir(folder))
@@ -163,7 +163,7 @@ def plan_jobs(files: list[Path], output_dir: Path, dual_pixel: bool, suffix: str
 def load_deblurrer(weights: str):
     """The Deblurrer for --weights / --preset and the tiling flags (set-up errors: exit 2)."""
     runner.import_tensorflow()
-    from kpac_tf.weights import load_model
+    from kpac_tf.model.weights import load_model
 
     try:
         model = load_model(weights, FLAGS.preset)
@@ -182,24 +182,24 @@ def deblur_all(deblurrer, jobs: list[Job]) -> int:
     """Deblur and write every job; returns how many failed (one error line each)."""
     from tqdm import tqdm
 
-    from kpac_tf import io as kio
+    from kpac_tf.images import codec
 
     failed = 0
     no_bar = not runner.progress_bar_wanted()
     for group, target in tqdm(jobs, desc="deblurring", unit="image", disable=no_bar):
         try:
-            images = [kio.read_image(path) for path in group]
+            images = [codec.read_image(path) for path in group]
             if FLAGS.dual_pixel:
                 result = deblurrer.deblur_dual(*(image.stored_rgb for image in images))
             else:
                 result = deblurrer.deblur(images[0].stored_rgb)
             source = images[-1]
             quality = jpeg_quality_value(FLAGS.jpeg_quality)
-            kio.write_image(target, result, bit_depth=source.bit_depth,
-                            grayscale=source.grayscale, alpha=source.alpha,
-                            metadata=None if FLAGS.strip_metadata else source.metadata,
-                            jpeg_quality=quality or source.jpeg_quality or 95)
-        except (kio.ImageError, ValueError) as error:
+            codec.write_image(target, result, bit_depth=source.bit_depth,
+                              grayscale=source.grayscale, alpha=source.alpha,
+                              metadata=None if FLAGS.strip_metadata else source.metadata,
+                              jpeg_quality=quality or source.jpeg_quality or 95)
+        except (codec.ImageError, ValueError) as error:
             tqdm.write(runner.line("error", str(error)), file=sys.stderr)
             failed += 1
             continue

@@ -93,7 +93,7 @@ def sharpest_difference_crop(blurred, sharp, size: int) -> tuple[int, int, int]:
 def _load_deblurrer():
     """The Deblurrer for --weights / --preset (set-up errors: exit 2)."""
     from kpac_tf.inference import Deblurrer
-    from kpac_tf.weights import load_model
+    from kpac_tf.model.weights import load_model
 
     try:
         model = load_model(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset)
@@ -107,20 +107,20 @@ def _load_deblurrer():
 
 def run_sample(output_dir: Path) -> int:
     """Deblur the bundled sample, write the figure, print the scores."""
-    from kpac_tf import io as kio
-    from kpac_tf.metrics import psnr, ssim
+    from kpac_tf.evaluation.metrics import psnr, ssim
+    from kpac_tf.images import codec
 
     name = FLAGS.sample
     blurred_path, sharp_path = sample_paths(name)
     if not blurred_path.is_file():
         raise runner.usage_error(f"there is no bundled sample {name!r} in {SAMPLES_DIR}.")
     deblurrer = _load_deblurrer()
-    blurred = kio.read_image(blurred_path).rgb
-    sharp = kio.read_image(sharp_path).rgb
+    blurred = codec.read_image(blurred_path).rgb
+    sharp = codec.read_image(sharp_path).rgb
     result = deblurrer.deblur(blurred)
     output_dir.mkdir(parents=True, exist_ok=True)
-    kio.write_image(output_dir / f"{name}_input.png", blurred)
-    kio.write_image(output_dir / f"{name}_deblurred.png", result)
+    codec.write_image(output_dir / f"{name}_input.png", blurred)
+    codec.write_image(output_dir / f"{name}_deblurred.png", result)
     before = (psnr(blurred, sharp), ssim(blurred, sharp))
     after = (psnr(result, sharp), ssim(result, sharp))
     figure = output_dir / f"{name}_before_after.png"
@@ -139,24 +139,24 @@ def run_sample(output_dir: Path) -> int:
 
 def run_photo(photo: Path, output_dir: Path) -> int:
     """Deblur the user's ``photo``; write the result and an input/result figure."""
-    from kpac_tf import io as kio
+    from kpac_tf.images import codec
 
     result_path = output_dir / f"{photo.stem}_deblurred.png"
     figure = output_dir / f"{photo.stem}_before_after.png"
     if photo.resolve() in (result_path.resolve(), figure.resolve()):
         raise runner.usage_error(f"{photo}: the demo would write over it; choose another --output_dir.")
     try:
-        image = kio.read_image(photo)
-    except kio.ImageError as error:
+        image = codec.read_image(photo)
+    except codec.ImageError as error:
         runner.error(str(error))
         return runner.EXIT_FAILED
     deblurrer = _load_deblurrer()
     result = deblurrer.deblur(image.rgb)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        kio.write_image(result_path, result, bit_depth=image.bit_depth,
-                        metadata=None if FLAGS.strip_metadata else image.metadata)
-    except kio.ImageError as error:
+        codec.write_image(result_path, result, bit_depth=image.bit_depth,
+                          metadata=None if FLAGS.strip_metadata else image.metadata)
+    except codec.ImageError as error:
         runner.error(str(error))
         return runner.EXIT_FAILED
     side_by_side_figure(figure, [("input", image.rgb), ("KPAC", result)],

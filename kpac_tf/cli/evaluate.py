@@ -14,7 +14,7 @@ What is evaluated (one of them; default: --weights=kpac-3level):
   bundled kpac-3level weights, run through the tiled, compiled Deblurrer;
   --saved_model: a SavedModel whose ``serving_default`` signature takes one float32
   [N,H,W,3] tensor in [0,1];
-  --baseline: identity | wiener | rl | two_step (kpac_tf.baselines). All but identity
+  --baseline: identity | wiener | rl | two_step (kpac_tf.evaluation.baselines). All but identity
   need the oracle blur: a radius map per image (16-bit PNG written by
   ``from kpac_tf.data.dpdd_writer import write_dpdd_layout``, or a .npy of pixels) and optionally
   ``synthetic.json`` (mean radius, Gaussian share of the PSF).
@@ -23,7 +23,7 @@ Data: --dpdd_root with --split (reads {split}_c/source and target, paired by fil
 name; dual-pixel models also read {split}_l and {split}_r), or --source_dir with
 --target_dir.
 
-Protocol (see kpac_tf.metrics): inputs and outputs at --bit_depth (8, the published
+Protocol (see kpac_tf.evaluation.metrics): inputs and outputs at --bit_depth (8, the published
 protocol, or 16): the input is rounded to that depth before restoration, output and
 target are clipped to [0,1] and rounded before scoring; PSNR, SSIM (scikit-image
 defaults), MAE and LPIPS v0.1 (AlexNet by default; skipped with a note when its
@@ -47,9 +47,9 @@ from typing import Any, Optional
 
 from absl import flags
 
-from kpac_tf import evaluation
 from kpac_tf.cli import inference_flags, model_flags, runner
-from kpac_tf.evaluation import SetupError
+from kpac_tf.evaluation import engine
+from kpac_tf.evaluation.engine import SetupError
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(model_flags)
@@ -82,23 +82,23 @@ flags.DEFINE_boolean("save_outputs", False, "Also write restored images (PNG at 
                      "into OUTPUT_DIR/outputs.")
 flags.DEFINE_boolean("lpips", True, "Compute LPIPS (needs its backbone weights file).")
 flags.DEFINE_enum("lpips_net", "alex", ["alex", "vgg"], "LPIPS backbone.")
-flags.DEFINE_string("lpips_weights", None, "LPIPS backbone .npz (made by "
-                    "experiments/convert_lpips_backbone.py); default: the standard location.")
+flags.DEFINE_string("lpips_weights", None, "LPIPS backbone .npz (made by python -m "
+                    "kpac_tf.tools.convert_lpips_backbone); default: the standard location.")
 flags.DEFINE_integer("limit", None, "Evaluate only the first N pairs (by name).")
 
 
-def build_restorer() -> evaluation.Restorer:
+def build_restorer() -> engine.Restorer:
     """The Restorer that --weights / --saved_model / --baseline name."""
     chosen = [n for n in ("weights", "saved_model", "baseline") if getattr(FLAGS, n)]
     if len(chosen) > 1:
         raise SetupError("Give one of --weights, --saved_model or --baseline, not "
                          f"{' and '.join('--' + n for n in chosen)}.")
     if FLAGS.baseline:
-        return evaluation.baseline_restorer(FLAGS.baseline)
+        return engine.baseline_restorer(FLAGS.baseline)
     if FLAGS.saved_model:
-        return evaluation.saved_model_restorer(FLAGS.saved_model)
-    return evaluation.model_restorer(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset,
-                                     make_deblurrer=inference_flags.make_deblurrer)
+        return engine.saved_model_restorer(FLAGS.saved_model)
+    return engine.model_restorer(FLAGS.weights or model_flags.DEFAULT_WEIGHTS, FLAGS.preset,
+                                 make_deblurrer=inference_flags.make_deblurrer)
 
 
 def _command_line() -> str:
@@ -110,20 +110,20 @@ def _command_line() -> str:
 class Plan:
     """Everything checked before the first image: what, on which pairs, how, where."""
 
-    restorer: evaluation.Restorer
+    restorer: engine.Restorer
     pairs: list
     subsets: dict
     protocol: Any
     lpips_model: Any
     lpips_note: Optional[str]
-    blur_info: Optional[evaluation.BlurInfo]
+    blur_info: Optional[engine.BlurInfo]
     output_dir: str
 
 
 def check_output_dir(output_dir: str) -> None:
     """Writable (or creatable) and free of earlier results unless --overwrite."""
     runner.check_output_dir(output_dir)
-    earlier = [n for n in evaluation.RESULT_NAMES if os.path.exists(os.path.join(output_dir, n))]
+    earlier = [n for n in engine.RESULT_NAMES if os.path.exists(os.path.join(output_dir, n))]
     if earlier and not FLAGS.overwrite:
         raise SetupError(f"{output_dir} holds the results of an earlier evaluation "
                          f"({', '.join(earlier)}); pass --overwrite to replace them, or choose "
@@ -133,19 +133,19 @@ def check_output_dir(output_dir: str) -> None:
 def _subsets() -> dict[str, Optional[set[str]]]:
     subsets: dict[str, Optional[set[str]]] = {"all": None}
     if FLAGS.indoor_list:
-        subsets["indoor"] = evaluation.read_name_list(FLAGS.indoor_list)
+        subsets["indoor"] = engine.read_name_list(FLAGS.indoor_list)
     if FLAGS.outdoor_list:
-        subsets["outdoor"] = evaluation.read_name_list(FLAGS.outdoor_list)
+        subsets["outdoor"] = engine.read_name_list(FLAGS.outdoor_list)
     return subsets
 
 
 def prepare(output_dir: str) -> Plan:
     """Check the flags, load what is evaluated and list the pairs (SetupError: exit 2)."""
-    from kpac_tf import metrics
     from kpac_tf.data import dpdd
+    from kpac_tf.evaluation import metrics
 
-    list_pairs = evaluation.pair_lister(FLAGS.dpdd_root, FLAGS.split, FLAGS.source_dir,
-                                        FLAGS.target_dir)
+    list_pairs = engine.pair_lister(FLAGS.dpdd_root, FLAGS.split, FLAGS.source_dir,
+                                    FLAGS.target_dir)
     subsets = _subsets()
     check_output_dir(output_dir)
     restorer = build_restorer()
@@ -157,10 +157,10 @@ def prepare(output_dir: str) -> Plan:
         raise SetupError("The dual-pixel model needs --dpdd_root (its _l and _r views).")
     if FLAGS.limit:
         pairs = pairs[: FLAGS.limit]
-    blur_info = (evaluation.blur_info_for(FLAGS.dpdd_root, FLAGS.split, FLAGS.radius_dir,
-                                          FLAGS.blur_info) if restorer.needs_blur_info else None)
-    lpips_model, lpips_note = evaluation.build_lpips(FLAGS.lpips, FLAGS.lpips_net,
-                                                     FLAGS.lpips_weights)
+    blur_info = (engine.blur_info_for(FLAGS.dpdd_root, FLAGS.split, FLAGS.radius_dir,
+                                      FLAGS.blur_info) if restorer.needs_blur_info else None)
+    lpips_model, lpips_note = engine.build_lpips(FLAGS.lpips, FLAGS.lpips_net,
+                                                 FLAGS.lpips_weights)
     protocol = metrics.Protocol(bit_depth=int(FLAGS.bit_depth),
                                 lpips_net=FLAGS.lpips_net if lpips_model else None)
     return Plan(restorer, pairs, subsets, protocol, lpips_model, lpips_note, blur_info, output_dir)
@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
     runner.import_tensorflow()
     from tqdm import tqdm
 
-    from kpac_tf import metrics
+    from kpac_tf.evaluation import metrics
 
     try:
         plan = prepare(output_dir)
@@ -196,7 +196,7 @@ def main(argv: list[str]) -> int:
     if plan.lpips_note and FLAGS.lpips:
         print(runner.line("note", f"LPIPS skipped: {plan.lpips_note}"), file=sys.stderr)
 
-    results, errors = evaluation.evaluate_pairs(
+    results, errors = engine.evaluate_pairs(
         plan.pairs, plan.restorer, plan.protocol, plan.lpips_model, plan.blur_info, outputs_dir,
         on_error=lambda m: tqdm.write(runner.line("error", m), file=sys.stderr),
         progress=lambda it, **kw: tqdm(it, disable=not runner.progress_bar_wanted(), **kw))
@@ -204,9 +204,9 @@ def main(argv: list[str]) -> int:
     for label, names in plan.subsets.items():
         if names is not None and not names & listed:
             runner.warning(f"none of the images is in the {label} list.")
-    data = evaluation.describe_data(len(plan.pairs), FLAGS.dpdd_root, FLAGS.split,
-                                    FLAGS.source_dir, FLAGS.target_dir)
-    _, means = evaluation.write_results(
+    data = engine.describe_data(len(plan.pairs), FLAGS.dpdd_root, FLAGS.split,
+                                FLAGS.source_dir, FLAGS.target_dir)
+    _, means = engine.write_results(
         output_dir, results, errors, subsets=plan.subsets, protocol=plan.protocol,
         restorer=plan.restorer, data_description=data, lpips_note=plan.lpips_note,
         command=_command_line())

@@ -49,7 +49,7 @@ def _check_flags(argv: list[str]) -> None:
     if FLAGS.max_pixels is not None and FLAGS.max_pixels < 0:
         raise runner.usage_error(f"--max_pixels must be >= 0 (0: no limit), got {FLAGS.max_pixels}.")
     if FLAGS.onnx:
-        from kpac_tf.export import onnx_available
+        from kpac_tf.deploy.onnx import onnx_available
 
         ok, reason = onnx_available()
         if not ok:
@@ -65,7 +65,7 @@ def _check_flags(argv: list[str]) -> None:
 
 def _max_pixels() -> int | None:
     """--max_pixels as the exporter takes it (None: no limit)."""
-    from kpac_tf.export import DEFAULT_MAX_PIXELS
+    from kpac_tf.deploy.signatures import DEFAULT_MAX_PIXELS
 
     if FLAGS.max_pixels is None:
         return DEFAULT_MAX_PIXELS
@@ -75,8 +75,8 @@ def _max_pixels() -> int | None:
 def main(argv: list[str]) -> int:
     _check_flags(argv)
     runner.import_tensorflow()
-    from kpac_tf.export import export_saved_model
-    from kpac_tf.weights import load_model
+    from kpac_tf.deploy.saved_model import export_saved_model
+    from kpac_tf.model.weights import load_model
 
     source = FLAGS.weights or FLAGS.preset or model_flags.DEFAULT_WEIGHTS
     try:

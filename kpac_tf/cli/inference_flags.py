@@ -36,11 +36,11 @@ flags.register_validator("max_pixels", lambda value: value is None or value >= 1
 def make_deblurrer(model):
     """A Deblurrer for ``model`` configured by --tile, --overlap, --memory_budget,
     --ensemble, --precision; sets the reading limit from --max_pixels."""
-    from kpac_tf import io as kio
+    from kpac_tf.images import codec
     from kpac_tf.inference import Deblurrer
 
     if FLAGS.max_pixels is not None:
-        kio.MAX_PIXELS = int(FLAGS.max_pixels)
+        codec.MAX_PIXELS = int(FLAGS.max_pixels)
     return Deblurrer(
         model, tile_size=FLAGS.tile, overlap=FLAGS.overlap,
         memory_budget_mb=FLAGS.memory_budget, ensemble=FLAGS.ensemble, precision=FLAGS.precision,

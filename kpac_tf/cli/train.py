@@ -2,9 +2,10 @@
 
 usage: kpac-train --data=DATA --workdir=DIR [flags]
 
-    kpac-train --flagfile=experiments/configs/paper_stage1.flags --data=DPDD --workdir=runs/s1
-    kpac-train --flagfile=experiments/configs/paper_stage2.flags --data=DPDD --workdir=runs/s2 \\
-        --init_from=runs/s1/model.weights.npz
+    kpac-train --flagfile=$(python -m kpac_tf.tools.recipe paper_stage1) --data=DPDD \\
+        --workdir=runs/s1
+    kpac-train --flagfile=$(python -m kpac_tf.tools.recipe paper_stage2) --data=DPDD \\
+        --workdir=runs/s2 --init_from=runs/s1/model.weights.npz
     kpac-train --data=synthetic:deadleaves,skimage --crop=256 --steps=5000 --workdir=runs/synth
     kpac-train --data=synthetic:deadleaves --preset=kpac-2level --num_blocks=1 --crop=32 \\
         --val_images=2 --val_crop=32 --batch_size=2 --steps=10 --workdir=runs/try   # a quick trial
@@ -12,6 +13,9 @@ usage: kpac-train --data=DATA --workdir=DIR [flags]
 ``--data``: a DPDD folder (train split; validation on val), ``SOURCE_DIR,TARGET_DIR``,
 a folder with ``source/`` and ``target/``, ``synthetic[:deadleaves,skimage,FOLDER]`` or
 ``pool:DIR[,DIR...]``. ``--val_data=none`` skips validation, ``--val_images=N`` shortens it.
+Photo folders come from ``python -m kpac_tf.tools.fetch_training_photos``, pools from
+``python -m kpac_tf.tools.render_pool``; ``python -m kpac_tf.tools.recipe`` lists the
+packaged recipes (flagfiles) and prints the path of one.
 Rerunning the same command resumes from the last checkpoint in ``--workdir`` (step,
 optimizer state, data position); a finished run is left alone ("nothing to do"), and
 a resume with changed settings warns about each. Ctrl-C (SIGINT) and SIGTERM save a
@@ -58,7 +62,8 @@ flags.DEFINE_string(
     "data", None,
     "Training data: a DPDD folder, SOURCE_DIR,TARGET_DIR, a folder with source/ and target/, "
     "synthetic[:deadleaves,skimage,photos=DIR,PHOTO_FOLDER], or pool:DIR[,DIR...] (pre-rendered "
-    "pairs, experiments/render_pool.py; several pools are drawn in proportion to their sizes).",
+    "pairs, python -m kpac_tf.tools.render_pool; several pools are drawn in proportion to their "
+    "sizes).",
 )
 flags.DEFINE_string("val_data", None, "Validation data (DPDD folder or folder pair), or 'none'; "
                     "default: DPDD's val split, or held-out synthetic scenes.")
@@ -157,7 +162,7 @@ class _StopFlag:
 
 
 class _Progress:
-    """on_progress for training.train: a tqdm bar on a terminal, else a line every
+    """on_progress for kpac_tf.train.loop.train: a tqdm bar on a terminal, else a line every
     ``every`` steps (and at the last step) on stderr. ``notes`` are printed at the first
     call, once the checkpoint is restored and training starts."""
 
@@ -203,21 +208,21 @@ class _Progress:
 
 
 def _model_config():
-    from kpac_tf import models
+    from kpac_tf.model import builder
 
     overrides = {name: FLAGS[name].value for name in _MODEL_OVERRIDES if FLAGS[name].value is not None}
     if FLAGS.dilations is not None:
         overrides["dilations"] = tuple(int(d) for d in FLAGS.dilations)
-    return models.resolve_config(FLAGS.preset or DEFAULT_PRESET, **overrides)
+    return builder.resolve_config(FLAGS.preset or DEFAULT_PRESET, **overrides)
 
 
 def _auto_mixed_precision(tf) -> tuple[bool, str]:
     """(use mixed precision, why) when --mixed_precision is not given."""
-    from kpac_tf import cpu
+    from kpac_tf.model.precision import fast_bfloat16
 
     if FLAGS.strategy == "tpu" or tf.config.list_physical_devices("GPU"):
         return True, "automatic: an accelerator"
-    fast, reason = cpu.fast_bfloat16()
+    fast, reason = fast_bfloat16()
     return fast, f"automatic: {reason}"
 
 
@@ -233,8 +238,12 @@ def _set_precision(tf, keras, distribution) -> str:
     return why
 
 
-def _inputs(training, pipeline):
-    """(TrainData, TrainConfig) from the flags; ValueError / FileNotFoundError for bad ones."""
+def _inputs():
+    """(model config, TrainData, TrainConfig) from the flags; ValueError / FileNotFoundError
+    for bad ones."""
+    from kpac_tf.data import pipeline
+    from kpac_tf.train.config import TrainConfig, TrainData
+
     config = _model_config()
     bit_depth = int(FLAGS.bit_depth)
     sources = pipeline.resolve_data(
@@ -243,7 +252,7 @@ def _inputs(training, pipeline):
         cache=FLAGS.cache, seed=FLAGS.data_seed, synthetic_options=FLAGS.synthetic_options,
         with_radius=FLAGS.infocus_weight != 1.0,
     )
-    data = training.TrainData(
+    data = TrainData(
         train=sources.train, val=sources.val, val_crop=FLAGS.val_crop or None,
         description=sources.description,
         pipeline=pipeline.PipelineConfig(
@@ -251,7 +260,7 @@ def _inputs(training, pipeline):
             bit_depth=bit_depth, seed=FLAGS.data_seed, nan_at_step=FLAGS.debug_nan_at_step,
         ),
     )
-    train_config = training.TrainConfig(
+    train_config = TrainConfig(
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.lr,
         lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps, ema_decay=FLAGS.ema_decay,
         beta_1=FLAGS.beta1, beta_2=FLAGS.beta2,
@@ -352,14 +361,14 @@ def main(argv: list[str]) -> int:
     import keras
     import tensorflow as tf
 
-    from kpac_tf import distribution, losses, models, training
-    from kpac_tf.data import pipeline
+    from kpac_tf.model import builder
+    from kpac_tf.train import distribution, loop, losses
 
     # The strategy first: multi-worker collectives must be set up before other TF ops.
     strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.tpu)
     why = _set_precision(tf, keras, distribution)
     try:
-        config, data, train_config = _inputs(training, pipeline)
+        config, data, train_config = _inputs()
     except (ValueError, FileNotFoundError) as error:
         raise runner.setup_error(str(error)) from None
     stop = _StopFlag()
@@ -373,14 +382,14 @@ def main(argv: list[str]) -> int:
         "precision_reason": why,
     }
     try:
-        result = training.train(
-            lambda: models.build_kpac(config), data, train_config, FLAGS.workdir,
+        result = loop.train(
+            lambda: builder.build_kpac(config), data, train_config, FLAGS.workdir,
             strategy=strategy, init_from=FLAGS.init_from,
             on_progress=_Progress(FLAGS.progress and chief, runner.progress_bar_wanted(), FLAGS.log_every,
                                   changes if chief else []),
             should_stop=lambda: stop.requested, record_extra=record_extra,
         )
-    except training.NonFiniteLossError as error:
+    except loop.NonFiniteLossError as error:
         raise runner.CommandError(str(error), runner.EXIT_FAILED) from None
     except (losses.VGGWeightsError, FileNotFoundError, ValueError) as error:
         raise runner.setup_error(str(error)) from None

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from kpac_tf.models import DUAL_PIXEL_VIEWS
+from kpac_tf.model.builder import DUAL_PIXEL_VIEWS
 
 __all__ = [
     "DUAL_PIXEL_KEYS",

@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from kpac_tf.colour import srgb_to_linear
+from kpac_tf.images.colour import srgb_to_linear
 
 __all__ = ["DeadLeavesLayers", "dead_leaves_layers", "dead_leaves_image", "sample_power_law"]
 

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import tensorflow as tf
 
-from kpac_tf import io as kio
+from kpac_tf.images.tensors import TENSOR_EXTENSIONS
 
 __all__ = [
     "SPLITS",
@@ -79,7 +79,7 @@ def _key(name: str, strip_view_suffix: bool) -> str:
     return _VIEW_SUFFIX.sub("", stem) if strip_view_suffix else stem
 
 
-def list_images(folder: str, what: str, *, extensions: Sequence[str] = kio.TENSOR_EXTENSIONS,
+def list_images(folder: str, what: str, *, extensions: Sequence[str] = TENSOR_EXTENSIONS,
                 include: str = "*", strip_view_suffix: bool = False) -> dict[str, str]:
     """Map pairing key (the file stem) -> full path for the images in ``folder``.
 
@@ -87,7 +87,7 @@ def list_images(folder: str, what: str, *, extensions: Sequence[str] = kio.TENSO
         folder: a local path or any path ``tf.io.gfile`` reads.
         what: the folder's role in error messages ("source", "mask", ...).
         extensions: file extensions taken (lower case); the default is what the
-            tf.data decoder reads (:data:`kpac_tf.io.TENSOR_EXTENSIONS`).
+            tf.data decoder reads (:data:`kpac_tf.images.tensors.TENSOR_EXTENSIONS`).
         include: shell pattern the file names must match.
         strip_view_suffix: drop a trailing ``_L`` / ``_R`` / ``_C`` from the stems.
 

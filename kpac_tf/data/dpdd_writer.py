@@ -21,9 +21,10 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
-from kpac_tf import io as kio
 from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource
 from kpac_tf.data.render import DefocusPair
+from kpac_tf.files import write_json
+from kpac_tf.images import codec
 
 __all__ = ["RADIUS_PNG_SCALE", "radius_from_png", "read_radius_map", "write_dpdd_layout",
            "write_pair_files"]
@@ -35,12 +36,12 @@ RADIUS_PNG_SCALE = 0.001
 def write_pair_files(folders: dict, name: str, pair: DefocusPair, bit_depth: int = 8) -> None:
     """Writes one pair's input (``folders["source"]``), target (``folders["target"]``) and,
     when ``folders`` has "radius", its radius map, all under the file name ``name``."""
-    kio.write_image(os.path.join(folders["source"], name), pair.blurred, bit_depth=bit_depth)
-    kio.write_image(os.path.join(folders["target"], name), pair.sharp, bit_depth=bit_depth)
+    codec.write_image(os.path.join(folders["source"], name), pair.blurred, bit_depth=bit_depth)
+    codec.write_image(os.path.join(folders["target"], name), pair.sharp, bit_depth=bit_depth)
     if "radius" in folders:
         encoded = np.clip(pair.radius / RADIUS_PNG_SCALE / 65535.0, 0.0, 1.0)
-        kio.write_image(os.path.join(folders["radius"], name), encoded, bit_depth=16,
-                        grayscale=True)
+        codec.write_image(os.path.join(folders["radius"], name), encoded, bit_depth=16,
+                          grayscale=True)
 
 
 def radius_from_png(rgb: np.ndarray) -> np.ndarray:
@@ -50,7 +51,7 @@ def radius_from_png(rgb: np.ndarray) -> np.ndarray:
 
 def read_radius_map(path) -> np.ndarray:
     """Reads a radius map written by :func:`write_dpdd_layout`: float32 HxW, pixels."""
-    return radius_from_png(kio.read_image(path).rgb)
+    return radius_from_png(codec.read_image(path).rgb)
 
 
 def _split_folders(root: str, save_radius: bool) -> dict:
@@ -113,8 +114,8 @@ def write_dpdd_layout(out_dir, count: int, split: str = "test", *,
                             height=int(pair.sharp.shape[0]), width=int(pair.sharp.shape[1]))
         logging.info("synthetic %s %d/%d: %s, mean radius %.2f px", split, i + 1, count,
                      images[name]["source"], pair.mean_radius)
-    metadata = {"generator": "kpac_tf.data.synthetic", "split": split, "seed": seed,
+    metadata = {"generator": "kpac_tf.data.dpdd_writer", "split": split, "seed": seed,
                 "bit_depth": bit_depth, "radius_png_scale": RADIUS_PNG_SCALE,
                 "config": dataclasses.asdict(source.config), "images": images}
-    kio.write_json(os.path.join(root, "synthetic.json"), metadata)
+    write_json(os.path.join(root, "synthetic.json"), metadata)
     return metadata

@@ -34,8 +34,9 @@ from typing import Iterator, Optional
 import numpy as np
 from absl import logging
 
-from kpac_tf import io as kio
 from kpac_tf.data import texture_photos as _tp
+from kpac_tf.files import atomic_write, write_json
+from kpac_tf.images import codec
 
 __all__ = [
     "FOCUS_LABELS",
@@ -140,9 +141,9 @@ def _write_opencv_photos(deb: str, out_dir: str, manifest: dict) -> None:
             continue
         split = photo_split(stem)
         target = os.path.join(out_dir, split, f"{stem}.png")
-        image = kio.read_image(path)
+        image = codec.read_image(path)
         if not os.path.exists(target):
-            kio.write_image(target, image.rgb, bit_depth=8)
+            codec.write_image(target, image.rgb, bit_depth=8)
         manifest["files"][f"{split}/{stem}.png"] = {
             "package": "opencv-doc", "member": rel, "height": image.height,
             "width": image.width, "focus": focus_label(stem)}
@@ -167,7 +168,7 @@ def _write_stamps(deb: str, out_dir: str, manifest: dict) -> None:
         counts[split] = counts.get(split, 0) + 1
         target = os.path.join(out_dir, "stamps", split, f"{name}.png")
         if not os.path.exists(target):
-            kio.atomic_write(target, lambda f, a=rgba: Image.fromarray(a).save(f, format="PNG"))
+            atomic_write(target, lambda f, a=rgba: Image.fromarray(a).save(f, format="PNG"))
     manifest["stamps"] = counts
 
 
@@ -196,5 +197,5 @@ def build_natural_folder(out_dir: str, *, download_dir: Optional[str] = None,
     manifest["counts"] = {split: sum(1 for f in manifest["files"] if f.startswith(split + "/"))
                           for split in _tp.SPLITS}
     logging.info("natural photos: %s; stamps: %s", manifest["counts"], manifest["stamps"])
-    kio.write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    write_json(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest

@@ -18,7 +18,6 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from kpac_tf.colour import linear_to_srgb, srgb_to_linear
 from kpac_tf.data import dead_leaves as _dl
 from kpac_tf.data import photos as _photos
 from kpac_tf.data import relight as _relight
@@ -26,6 +25,7 @@ from kpac_tf.data import stamps as _stamps
 from kpac_tf.data.depth import DEPTH_MODELS, random_depth
 from kpac_tf.data.render import (DefocusPair, add_noise, pick_margin, radius_from_depth,
                                  render_defocus_pair, render_layers, soften)
+from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
 __all__ = [
     "SyntheticConfig",
@@ -74,12 +74,17 @@ class SyntheticConfig:
         (:func:`kpac_tf.data.relight.shadow_field`), before defocus. 0: never.
       tones: share of photo scenes given a high-contrast, grayscale or gamma variant
         before defocus (:func:`kpac_tf.data.relight.tone`). 0: never.
+      mottle: share of scenes whose sharp version carries soft blotches 2-10 px across,
+        4-12% in linear light (:func:`kpac_tf.data.relight.mottle_field`), as on
+        plaster, paper, skin or a soft grain, so in-focus blotches are in the target.
+        0: never.
       shaded_leaves: share of dead-leaves scenes whose shapes are shaded by smooth
         gradients instead of flat colour (:func:`kpac_tf.data.relight.shade_layers`).
       stamps: share of photo scenes with one to three photographic stamps pasted as
         near layers (:func:`kpac_tf.data.stamps.composite_stamps`); needs
         ``stamp_dir``. 0: never.
-      stamp_dir: a stamp folder made by ``fetch_training_photos.py --natural_out=DIR``
+      stamp_dir: a stamp folder made by ``python -m kpac_tf.tools.fetch_training_photos
+        --natural_out=DIR``
         (``DIR/stamps``): its ``train/`` stamps are used, ``val/`` for held-out scenes.
     """
 
@@ -100,6 +105,7 @@ class SyntheticConfig:
     illumination: float = 0.0
     shadows: float = 0.0
     tones: float = 0.0
+    mottle: float = 0.0
     shaded_leaves: float = 0.0
     stamps: float = 0.0
     stamp_dir: str = ""
@@ -119,7 +125,7 @@ class SyntheticConfig:
         if not all(0.0 <= p <= 1.0 for p in (self.in_focus_probability, self.sharp_probability,
                                              self.photo_colour, self.illumination,
                                              self.shadows, self.tones, self.shaded_leaves,
-                                             self.stamps)):
+                                             self.stamps, self.mottle)):
             raise ValueError("SyntheticConfig probabilities must be in [0, 1].")
         if self.photo_scale[0] <= 0:
             raise ValueError("SyntheticConfig.photo_scale must be positive.")
@@ -335,7 +341,7 @@ class SyntheticDefocusSource:
             model += "+stamps"
         c = self.config
         image = _relight.relight(image, rng, illumination=c.illumination, shadows=c.shadows,
-                                 tones=c.tones)
+                                 tones=c.tones, mottle=c.mottle)
         softness = self._base_blur(rng)
         if softness > 0.0:
             image = linear_to_srgb(soften(srgb_to_linear(image), softness, channel_axis=2))
@@ -359,7 +365,8 @@ class SyntheticDefocusSource:
         if c.shaded_leaves > 0 and rng.random() < c.shaded_leaves:
             rgba = _relight.shade_layers(rgba, rng)
         gain = _relight.soft_gain(rgba.shape[2], rgba.shape[3], rng,
-                                  illumination=c.illumination, shadows=c.shadows)
+                                  illumination=c.illumination, shadows=c.shadows,
+                                  mottle=c.mottle)
         if gain is not None:
             rgba = np.array(rgba, np.float32, copy=True)
             rgba[:, :3] *= gain[None, None]

@@ -5,7 +5,7 @@ Sources (a "photo spec" is one of these, or a list mixing them):
     split into a fixed training list (:data:`SKIMAGE_TRAIN_SAMPLES`) and a fixed
     held-out list (:data:`SKIMAGE_HELDOUT_SAMPLES`) so evaluation never sees training
     photos; "skimage:NAME" for one of them;
-  * the user's photos: a folder or image files (read with :func:`kpac_tf.io.read_image`),
+  * the user's photos: a folder or image files (read with :func:`kpac_tf.images.codec.read_image`),
     e.g. the ``train/`` folder that :mod:`kpac_tf.data.texture_photos` builds from
     photo-texture packages.
 
@@ -23,9 +23,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from kpac_tf import io as kio
-from kpac_tf.colour import luma
 from kpac_tf.data.depth import normalise
+from kpac_tf.images import codec
+from kpac_tf.images.colour import luma
 
 __all__ = [
     "SKIMAGE_HELDOUT_SAMPLES",
@@ -67,7 +67,7 @@ def synthetic_photos(kinds: Sequence[str], held_out: bool = False) -> tuple[list
 
     Kinds: "deadleaves"; "skimage" (scikit-image's training list, or its held-out
     list when ``held_out``); "photos=DIR" for a folder made by
-    ``experiments/fetch_training_photos.py`` (``DIR/train``, or ``DIR/val`` when
+    ``python -m kpac_tf.tools.fetch_training_photos`` (``DIR/train``, or ``DIR/val`` when
     ``held_out``); or any folder / file of all-in-focus photos.
     """
     kinds = [k.strip() for k in kinds if k.strip()]
@@ -85,7 +85,7 @@ def synthetic_photos(kinds: Sequence[str], held_out: bool = False) -> tuple[list
             folder = os.path.join(root, "val" if held_out else "train")
             if not os.path.isdir(folder):
                 raise ValueError(f"{kind}: {folder} is missing; make the folder with "
-                                 "experiments/fetch_training_photos.py --out=DIR.")
+                                 "python -m kpac_tf.tools.fetch_training_photos --out=DIR.")
             photos.append(folder)
         elif os.path.exists(kind):
             photos.append(kind)
@@ -144,7 +144,7 @@ class Photo:
 
 
 def _load_file(path: str, max_side: Optional[int]) -> tuple[np.ndarray, None]:
-    rgb = kio.read_image(path).rgb
+    rgb = codec.read_image(path).rgb
     if max_side and max(rgb.shape[:2]) > max_side:
         from skimage.transform import rescale
 
@@ -172,7 +172,7 @@ def resolve_photos(photos, max_side: Optional[int]) -> list[Photo]:
             result.append(Photo(name, functools.partial(load_skimage_sample, name)))
         elif os.path.isdir(spec):
             files = sorted(os.path.join(spec, f) for f in os.listdir(spec)
-                           if kio.is_image_file(os.path.join(spec, f)))
+                           if codec.is_image_file(os.path.join(spec, f)))
             if not files:
                 raise ValueError(f"{spec}: no PNG, JPEG, TIFF or BMP photos in this folder.")
             result += [Photo(f, functools.partial(_load_file, f, max_side)) for f in files]

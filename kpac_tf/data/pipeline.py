@@ -1,6 +1,6 @@
 """tf.data input pipelines for training and validation, and the ``--data`` specification.
 
-Samples come from a *source* (:mod:`kpac_tf.data.sources`: image files, the synthetic
+Samples come from a *source* (:mod:`kpac_tf.data.samplers`: image files, the synthetic
 defocus generator, pre-rendered pools), which maps an item index to a dict of aligned
 HWC images on the [0, 1] scale.
 
@@ -31,13 +31,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kpac_tf import io as kio
 from kpac_tf.data import augment
 from kpac_tf.data import dpdd
 from kpac_tf.data.dpdd import ImagePair
 from kpac_tf.data.photos import synthetic_photos
-from kpac_tf.data.sources import (SYNTHETIC_KINDS, FilePairSource, PairSource, SyntheticSource,
-                                  make_synthetic_source)
+from kpac_tf.data.samplers import (SYNTHETIC_KINDS, FilePairSource, PairSource, SyntheticSource,
+                                   make_synthetic_source)
+from kpac_tf.images import codec
 
 __all__ = [
     "DataSources",
@@ -57,7 +57,7 @@ __all__ = [
     "to_float",
 ]
 # FilePairSource, PairSource, SyntheticSource, SYNTHETIC_KINDS, make_synthetic_source
-# (kpac_tf.data.sources) and synthetic_photos (kpac_tf.data.photos) are re-exported here.
+# (kpac_tf.data.samplers) and synthetic_photos (kpac_tf.data.photos) are re-exported here.
 
 AUTOTUNE = tf.data.AUTOTUNE
 _INT64_MAX = np.iinfo(np.int64).max
@@ -138,7 +138,7 @@ def _pack(sample: dict[str, tf.Tensor], dual_pixel: bool):
 
 def _to_pixels(sample: dict[str, tf.Tensor], bit_depth: int) -> dict[str, tf.Tensor]:
     """Images to float32 [0,1] at ``bit_depth`` levels; a "radius" map stays in pixels."""
-    return {key: tf.cast(image, tf.float32) if key == "radius" else kio.quantize(to_float(image), bit_depth)
+    return {key: tf.cast(image, tf.float32) if key == "radius" else codec.quantize(to_float(image), bit_depth)
             for key, image in sample.items()}
 
 
@@ -208,7 +208,7 @@ def make_train_dataset(
             noise_seeds = augment.split_seed(seeds[3], len(input_keys))
             for index, key in enumerate(input_keys):
                 noisy = augment.add_gaussian_noise(sample[key], config.noise_sigma_max, noise_seeds[index])
-                sample[key] = kio.quantize(noisy, config.bit_depth)
+                sample[key] = codec.quantize(noisy, config.bit_depth)
         if config.nan_at_step is not None:
             poisoned = tf.equal(k // global_batch + 1, config.nan_at_step)
             for key in input_keys:

@@ -31,12 +31,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kpac_tf import io as kio
 from kpac_tf.data.dpdd_writer import write_pair_files
 from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource, scene_mix
 from kpac_tf.data.pool_arrays import (FOLDERS, POOL_RECORD, complete_indices, load_pool_arrays,
                                       packed_arrays, pool_name, read_pool_record)
-from kpac_tf.data.sources import PairSource
+from kpac_tf.data.samplers import PairSource
+from kpac_tf.files import write_json
 
 __all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool"]
 
@@ -141,7 +141,7 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
     record = dict(fixed, count=int(count), photo_count=photo_count)
     # Written before rendering too, so that a render killed half-way still guards its
     # settings when it is resumed (loading takes only the complete pairs).
-    kio.write_json(record_path, record)
+    write_json(record_path, record)
     if todo:
         _render_all(todo, settings, workers)
     return record

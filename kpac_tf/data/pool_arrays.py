@@ -30,8 +30,9 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
-from kpac_tf import io as kio
 from kpac_tf.data.dpdd_writer import radius_from_png
+from kpac_tf.files import current_umask, write_json
+from kpac_tf.images import codec
 
 __all__ = ["ARRAY_KEYS", "FOLDERS", "PACKED", "POOL_RECORD", "complete_indices", "decode_pair",
            "load_pool_arrays", "pack_bytes", "pack_is_current", "pack_pool", "packed_arrays",
@@ -55,7 +56,7 @@ def read_pool_record(pool_dir: str) -> dict:
     path = os.path.join(pool_dir, POOL_RECORD)
     if not os.path.isfile(path):
         raise ValueError(f"{pool_dir}: not a rendered pool (no {POOL_RECORD}); render one with "
-                         "experiments/render_pool.py.")
+                         "python -m kpac_tf.tools.render_pool.")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -69,7 +70,7 @@ def complete_indices(pool_dir: str, count: int) -> list[int]:
 def decode_pair(pool_dir: str, index: int) -> dict[str, np.ndarray]:
     """Pair ``index``: {"input", "target": uint8 HxWx3 sRGB levels, "radius": float16
     HxWx1 pixels}."""
-    source, target, radius = (kio.read_image(os.path.join(pool_dir, f, pool_name(index)))
+    source, target, radius = (codec.read_image(os.path.join(pool_dir, f, pool_name(index)))
                               for f in FOLDERS)
     return {"input": np.round(source.rgb * 255.0).astype(np.uint8),
             "target": np.round(target.rgb * 255.0).astype(np.uint8),
@@ -151,9 +152,9 @@ def pack_pool(pool_dir: str) -> str:
                          f"of disk, {free / 2**30:.1f} GB free.")
     temporary = tempfile.mkdtemp(prefix=f".{PACKED}-", dir=pool_dir)
     try:
-        os.chmod(temporary, 0o777 & ~kio.current_umask())  # mkdtemp makes it private
+        os.chmod(temporary, 0o777 & ~current_umask())  # mkdtemp makes it private
         _write_pack(temporary, pool_dir, indices, size)
-        kio.write_json(os.path.join(temporary, _PACK_RECORD), _pack_identity(record, indices))
+        write_json(os.path.join(temporary, _PACK_RECORD), _pack_identity(record, indices))
         final = os.path.join(pool_dir, PACKED)
         if os.path.isdir(final):
             shutil.rmtree(final)

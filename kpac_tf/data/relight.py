@@ -12,6 +12,8 @@ learns to leave it alone where its context is in focus:
   from a few pixels to tens of pixels wide;
 * :func:`shade_layers`: dead-leaves layers whose shapes are shaded by smooth gradients
   (as a curved surface) instead of flat colour;
+* :func:`mottle_field`: soft blotches 2-10 px across (4-12%), as on plaster, paper,
+  skin or a soft photographic grain;
 * :func:`tone`: high-contrast, grayscale and gamma variants.
 
 Gains multiply linear light; images are float32 HWC in [0, 1] (sRGB) unless a
@@ -26,10 +28,10 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from kpac_tf.colour import linear_to_srgb, srgb_to_linear
+from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
-__all__ = ["illumination_field", "relight", "shade_layers", "shadow_field", "soft_edge",
-           "soft_gain", "tone"]
+__all__ = ["illumination_field", "mottle_field", "relight", "shade_layers", "shadow_field",
+           "soft_edge", "soft_gain", "tone"]
 
 
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +115,16 @@ def shadow_field(height: int, width: int, rng: np.random.Generator,
     return gain
 
 
+def mottle_field(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Soft blotches as a gain, float32 HxW around 1: smooth noise 2-10 px across
+    (Gaussian-filtered white noise, the scale drawn log-uniformly) whose standard
+    deviation is 4-12% in linear light. In focus, such content is soft by nature."""
+    scale = float(np.exp(rng.uniform(math.log(2.0), math.log(10.0))))
+    field = ndimage.gaussian_filter(rng.standard_normal((height, width)), scale / 2.0)
+    field = (field - field.mean()) / max(float(field.std()), 1e-6)
+    return np.clip(1.0 + rng.uniform(0.04, 0.12) * field, 0.5, 1.5).astype(np.float32)
+
+
 def tone(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One tone variant of an sRGB image (HxWx3 in [0, 1]): a high-contrast curve
     (stretched and clipped), grayscale, or a gamma in [0.6, 1.6]."""
@@ -129,13 +141,17 @@ def tone(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def soft_gain(height: int, width: int, rng: np.random.Generator, *, illumination: float,
-              shadows: float) -> Optional[np.ndarray]:
+              shadows: float, mottle: float = 0.0) -> Optional[np.ndarray]:
     """An illumination field with probability ``illumination`` times cast shadows with
-    probability ``shadows`` (float32 HxW gain for linear light), or None when neither
-    was drawn. Each draw happens only when its probability is positive."""
+    probability ``shadows`` times soft blotches with probability ``mottle`` (float32 HxW
+    gain for linear light), or None when none was drawn. Each draw happens only when
+    its probability is positive."""
     gain = None
+    if mottle > 0 and rng.random() < mottle:
+        gain = mottle_field(height, width, rng)
     if illumination > 0 and rng.random() < illumination:
-        gain = illumination_field(height, width, rng)
+        light = illumination_field(height, width, rng)
+        gain = light if gain is None else gain * light
     if shadows > 0 and rng.random() < shadows:
         shade = shadow_field(height, width, rng)
         gain = shade if gain is None else gain * shade
@@ -143,14 +159,15 @@ def soft_gain(height: int, width: int, rng: np.random.Generator, *, illumination
 
 
 def relight(image: np.ndarray, rng: np.random.Generator, *, illumination: float,
-            shadows: float, tones: float) -> np.ndarray:
-    """A sharp sRGB scene (HxWx3 in [0, 1]) with soft content added: an illumination
-    field with probability ``illumination``, cast shadows with probability ``shadows``
-    (both in linear light, :func:`soft_gain`), then a tone variant with probability
-    ``tones``. The draws for each step happen only when its probability is positive.
+            shadows: float, tones: float, mottle: float = 0.0) -> np.ndarray:
+    """A sharp sRGB scene (HxWx3 in [0, 1]) with soft content added: soft blotches with
+    probability ``mottle``, an illumination field with probability ``illumination``,
+    cast shadows with probability ``shadows`` (all in linear light, :func:`soft_gain`),
+    then a tone variant with probability ``tones``. The draws for each step happen only
+    when its probability is positive.
     """
     gain = soft_gain(image.shape[0], image.shape[1], rng, illumination=illumination,
-                     shadows=shadows)
+                     shadows=shadows, mottle=mottle)
     if gain is not None:
         image = linear_to_srgb(np.clip(srgb_to_linear(image) * gain[..., None], 0.0, 1.0))
     if tones > 0 and rng.random() < tones:

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import scipy.fft
 
-from kpac_tf.colour import linear_to_srgb, srgb_to_linear
+from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
 __all__ = [
     "DefocusPair",

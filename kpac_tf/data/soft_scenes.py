@@ -17,7 +17,10 @@ apart from defocus. Kinds (:data:`SCENE_KINDS`):
 - ``facade``: high-contrast bands (near white, near black) with soft shadows under
   the dark bands and thin sharp seams across the white ones;
 - ``sky``: a sky with a haze gradient (and sometimes a sun glow) behind a skyline of
-  sharp building silhouettes with windows and antennas.
+  sharp building silhouettes with windows and antennas;
+- ``mottled``: a plastered wall whose flat paint carries soft blotches 2-10 px across
+  (4-12% in linear light, as on stucco, paper, skin or a soft photographic grain),
+  crossed by thin sharp seams and cracks, beside a sharp-textured panel.
 
 Apart from them, :func:`ramp_scenes` gives isolated ramps with no context at all,
 which cannot be told from a defocused edge (ambiguous by nature, for information
@@ -39,7 +42,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from kpac_tf.colour import linear_to_srgb, srgb_to_linear
+from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
 __all__ = [
     "DefocusPlan",
@@ -58,7 +61,8 @@ __all__ = [
 #: Fine-grid samples per output pixel along each axis.
 OVERSAMPLE = 3
 #: Kinds of scene with context, in report order.
-SCENE_KINDS = ("linear_gradient", "radial_gradient", "shadow", "shaded_surface", "facade", "sky")
+SCENE_KINDS = ("linear_gradient", "radial_gradient", "shadow", "shaded_surface", "facade", "sky",
+               "mottled")
 #: Widths (pixels) of the isolated ramps.
 RAMP_WIDTHS = (6, 12, 24, 48)
 #: Isolated ramps' end levels (sRGB): full and half contrast.
@@ -493,8 +497,36 @@ def _sky(rng: np.random.Generator, grid: _Grid, variant: int, variants: int):
     return image, far | near, None, info
 
 
+def _blotches(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
+    """Soft blotches about ``scale`` px across: smooth noise of unit standard deviation
+    at output resolution (HxW float32), repeated onto the fine grid (it is smooth, so
+    the box average gives it back)."""
+    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), scale / 2.0)
+    field = (field - field.mean()) / max(float(field.std()), 1e-6)
+    return np.repeat(np.repeat(field, OVERSAMPLE, 0), OVERSAMPLE, 1).astype(np.float32)
+
+
+def _mottled(rng: np.random.Generator, grid: _Grid, variant: int, variants: int):
+    """Paint with soft blotches 2 px (first variant) to 10 px (last) across, 4-12% in
+    linear light, over the flat part of a surface whose other part is a sharp texture
+    (a quarter to a third of the frame), crossed by seams and two thin cracks."""
+    texture = _TEXTURES[(variant + 2) % len(_TEXTURES)]
+    reflectance, textured = _surface(rng, grid, texture, rng.uniform(0.25, 0.35))
+    scale = float(np.geomspace(2.0, 10.0, variants)[variant]) if variants > 1 else 4.0
+    contrast = rng.uniform(0.04, 0.12)
+    gain = np.clip(1.0 + contrast * _blotches(rng, grid.size, scale), 0.5, 1.5)
+    reflectance = np.where(textured[..., None], reflectance, reflectance * gain[..., None])
+    seams = ~textured & (_lines(grid.along(rng.uniform(0.0, math.pi)), rng.uniform(50.0, 90.0),
+                                1.0) > 0)
+    cracks = _thin_lines(rng, grid, 2) & ~textured
+    reflectance = np.where((seams | cracks)[..., None], reflectance * np.float32(0.35), reflectance)
+    info = {"texture": texture, "blotch_scale": scale, "contrast": float(contrast)}
+    return (reflectance.astype(np.float32), textured | _near(seams | cracks, 1.0), None, info)
+
+
 _BUILDERS = {"linear_gradient": _linear_gradient, "radial_gradient": _radial_gradient,
-             "shadow": _shadow, "shaded_surface": _shaded_surface, "facade": _facade, "sky": _sky}
+             "shadow": _shadow, "shaded_surface": _shaded_surface, "facade": _facade, "sky": _sky,
+             "mottled": _mottled}
 
 
 # --------------------------------------------------------------------------- #

@@ -32,7 +32,7 @@ class StampSet:
     def __init__(self, folder: str):
         if not os.path.isdir(folder):
             raise ValueError(f"stamp folder {folder} is missing; make it with "
-                             "experiments/fetch_training_photos.py --natural_out=DIR.")
+                             "python -m kpac_tf.tools.fetch_training_photos --natural_out=DIR.")
         self.paths = sorted(os.path.join(folder, f) for f in os.listdir(folder)
                             if f.lower().endswith(".png"))
         if not self.paths:
@@ -76,7 +76,7 @@ def composite_stamps(image: np.ndarray, depth: np.ndarray, rng: np.random.Genera
     stamp's alpha in linear light; the depth map takes the stamp's depth where its
     alpha is at least 0.5. Returns new (image HxWx3, depth HxW) arrays.
     """
-    from kpac_tf.colour import linear_to_srgb, srgb_to_linear
+    from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
     height, width = depth.shape
     linear = srgb_to_linear(np.asarray(image, np.float32))

@@ -35,8 +35,9 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from kpac_tf import io as kio
-from kpac_tf.colour import luma
+from kpac_tf.files import write_json
+from kpac_tf.images import codec
+from kpac_tf.images.colour import luma
 
 __all__ = [
     "PACKAGES",
@@ -166,7 +167,7 @@ def _iter_archive(path: str, label: str) -> Iterator[tuple[str, bytes]]:
         logging.warning("%s: not a zip archive; skipped.", label)
 
 
-def _decode(name: str, data: bytes) -> Optional[kio.ImageData]:
+def _decode(name: str, data: bytes) -> Optional[codec.ImageData]:
     if name.lower().endswith(".tga"):
         import io
 
@@ -178,14 +179,14 @@ def _decode(name: str, data: bytes) -> Optional[kio.ImageData]:
                 array = np.asarray(image, np.float32) / np.float32(255.0)
         except Exception:  # noqa: BLE001 - any undecodable file is just skipped
             return None
-        return kio.ImageData(pixels=array, bit_depth=8, grayscale=False, format="tga")
+        return codec.ImageData(pixels=array, bit_depth=8, grayscale=False, format="tga")
     try:
-        return kio.decode_image_bytes(data, name)
-    except kio.ImageError:
+        return codec.decode_image_bytes(data, name)
+    except codec.ImageError:
         return None
 
 
-def reject_reason(name: str, image: Optional[kio.ImageData], rules: PhotoFilter) -> Optional[str]:
+def reject_reason(name: str, image: Optional[codec.ImageData], rules: PhotoFilter) -> Optional[str]:
     """Why an image is not a training photograph (None: keep it)."""
     stem = os.path.splitext(os.path.basename(name))[0]
     if _MAP_PATTERN.search(stem):
@@ -270,7 +271,7 @@ def build_photo_folder(out_dir: str, packages: Sequence[str] = ("ufoai-textures"
             file = _output_name(package, name)
             path = os.path.join(out_dir, info["split"], file)
             if not os.path.exists(path):
-                kio.write_image(path, rgb, bit_depth=8)
+                codec.write_image(path, rgb, bit_depth=8)
             manifest["files"][f"{info['split']}/{file}"] = {"package": package, "member": name,
                                                             "height": info["height"],
                                                             "width": info["width"]}
@@ -278,5 +279,5 @@ def build_photo_folder(out_dir: str, packages: Sequence[str] = ("ufoai-textures"
         logging.info("%s: %s", package, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     manifest["counts"] = {split: sum(1 for f in manifest["files"] if f.startswith(split + "/"))
                           for split in SPLITS}
-    kio.write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    write_json(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest
