@@ -125,6 +125,8 @@ def test_usage_errors_exit_2_with_one_line_and_a_pointer_to_help(name, args, tmp
     lines = result.stderr.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"{COMMANDS[name]}: error: ")
     assert lines[1] == f"Run '{COMMANDS[name]} --help' for its usage and flags."
+    if "extra" in args and name != "demo":
+        assert "unexpected arguments extra; every option is a --flag." in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 

@@ -153,8 +153,7 @@ def digest(arr: np.ndarray) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     if not FLAGS.wheel:
         raise runner.usage_error("--wheel is required (the lpips wheel fetched by pip).")
     if not os.path.isfile(FLAGS.wheel):

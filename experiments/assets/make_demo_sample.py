@@ -29,8 +29,7 @@ OUT = Path(__file__).resolve().parents[2] / "kpac_tf" / "assets" / "samples"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     from kpac_tf.data.pairs import SyntheticConfig, SyntheticDefocusSource
     from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES, load_skimage_sample

@@ -165,8 +165,7 @@ def _summary_lines(found: dict, weights_text: str, trained: bool, photo: str,
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     from kpac_tf import files as kio
     from kpac_tf.analysis import attention as analysis

@@ -164,8 +164,7 @@ def _summary_lines(result, weights_text: str, trained: bool, dirs: tuple[str, st
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     from tqdm import tqdm
 

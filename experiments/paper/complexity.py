@@ -131,8 +131,7 @@ def render(rows: list[tuple[Variant, dict]], height: int, width: int, command: s
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     start = time.time()
     rows = []

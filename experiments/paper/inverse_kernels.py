@@ -306,8 +306,7 @@ def run_experiments(x: np.ndarray, fam: ik.ScaledKernels, family: str, scales: l
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     start = time.time()
     family, scales, triples, triple = _settings()
     x, source = load_image()

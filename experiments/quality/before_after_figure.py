@@ -138,8 +138,7 @@ def compose(rows: list[dict], weights: str, side: int):
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     out = Path(FLAGS.out)
     if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise runner.usage_error(f"--out must end in .jpg, .jpeg or .png, got {out.name}.")

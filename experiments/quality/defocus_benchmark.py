@@ -44,8 +44,7 @@ flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     started = time.time()
     try:

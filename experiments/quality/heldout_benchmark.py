@@ -213,8 +213,7 @@ def photo_section() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     head = ["# Held-out synthetic-defocus benchmark", ""]
     if FLAGS.photos:

@@ -190,8 +190,7 @@ def print_soft_content(runs: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     if not FLAGS.run:
         raise runner.usage_error("--run is required.")
     if FLAGS.columns < 1:

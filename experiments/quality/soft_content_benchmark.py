@@ -89,8 +89,7 @@ def write_report(out: Path, results: dict, benchmark, lines: list[str], command:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     if not FLAGS.weights:
         raise runner.usage_error("--weights names no weights.")
     runner.import_tensorflow()

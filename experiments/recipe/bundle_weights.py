@@ -147,8 +147,7 @@ def _short_kind(kind: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     if not FLAGS.run:
         raise runner.usage_error("--run is required (the finished run's work directory).")
     runner.import_tensorflow()

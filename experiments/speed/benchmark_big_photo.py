@@ -97,8 +97,7 @@ def run_deblur(path: str, out_dir: str, extra: list[str]) -> tuple[float, float,
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     from kpac_tf import cpu
 
     width, height = (int(v) for v in FLAGS.size.lower().split("x"))

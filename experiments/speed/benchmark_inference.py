@@ -388,8 +388,7 @@ def table(figures: dict, macs: int, ceilings: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     unknown = sorted(set(FLAGS.routes) - set(ROUTES))
     if unknown:
         raise runner.usage_error(f"Unknown routes {unknown}; choose from {', '.join(ROUTES)}.")

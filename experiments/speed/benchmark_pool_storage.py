@@ -82,8 +82,7 @@ def _measure(pool_dir: str, packed: bool) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     from kpac_tf import cpu
     from kpac_tf.data import pool, pool_arrays

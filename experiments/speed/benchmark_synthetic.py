@@ -62,8 +62,7 @@ def _time_dataset(size: int) -> float:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CPU cores: {os.cpu_count()}, load average at start: {load:.2f}")

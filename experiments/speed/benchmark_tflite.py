@@ -77,8 +77,7 @@ def tflite_latency(model, sizes=((256, 256), (1280, 720)), repeats: int = 3,
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     import keras
 

@@ -214,8 +214,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    runner.no_arguments(argv)
     onednn = _set_up_onednn()
     if FLAGS.profile:
         return _profile()

@@ -181,8 +181,7 @@ def _make_output_dirs(plan: Plan) -> Optional[str]:
 
 def main(argv: list[str]) -> int:
     output_dir = FLAGS.output_dir or DEFAULT_OUTPUT_DIR
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags.")
+    runner.no_arguments(argv)
     runner.import_tensorflow()
     from tqdm import tqdm
 

@@ -41,8 +41,7 @@ flags.DEFINE_integer("max_pixels", None, "Largest request the served model accep
 
 
 def _check_flags(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags.")
+    runner.no_arguments(argv)
     if not FLAGS.export_dir:
         raise runner.usage_error("give --export_dir, the folder to write "
                                  "EXPORT_DIR/MODEL_NAME/VERSION/ into.")

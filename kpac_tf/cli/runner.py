@@ -79,6 +79,12 @@ def usage_error(message: str) -> CommandError:
     return CommandError(message, EXIT_USAGE, hint=True)
 
 
+def no_arguments(argv: list[str]) -> None:
+    """Refuse positional arguments: a command whose every option is a --flag."""
+    if len(argv) > 1:
+        raise usage_error(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag.")
+
+
 def setup_error(message: str) -> CommandError:
     """A problem found before the work starts (exit 2): weights, data, output folder."""
     return CommandError(message, EXIT_USAGE)

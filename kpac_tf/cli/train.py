@@ -321,8 +321,7 @@ def _op_error_summary(error) -> str:
 
 
 def _check_usage(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag.")
+    runner.no_arguments(argv)
     if not FLAGS.data:
         raise runner.usage_error("--data is required (a DPDD folder, SOURCE_DIR,TARGET_DIR, synthetic "
                                  "or pool:DIR).")

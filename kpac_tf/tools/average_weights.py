@@ -43,8 +43,7 @@ flags.DEFINE_string("out", None, "Output weights file (*.weights.npz).", allow_o
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments: {' '.join(argv[1:])}.")
+    runner.no_arguments(argv)
     if not FLAGS.out:
         raise runner.usage_error("--out is required (the averaged *.weights.npz).")
     runner.import_tensorflow()

@@ -54,8 +54,7 @@ _SCALE = (0.458, 0.448, 0.450)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments: {' '.join(argv[1:])}.")
+    runner.no_arguments(argv)
     try:
         import torch  # noqa: F401
         import torchvision  # noqa: F401

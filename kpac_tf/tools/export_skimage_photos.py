@@ -40,8 +40,7 @@ flags.DEFINE_list("val", ["rocket", "moon", "cell"],
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments: {' '.join(argv[1:])}.")
+    runner.no_arguments(argv)
     if not FLAGS.out:
         raise runner.usage_error("--out is required (the photo folder).")
     runner.import_tensorflow()

@@ -46,8 +46,7 @@ flags.DEFINE_integer("heldout_percent", 5, "Share of names kept for the held-out
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise runner.usage_error(f"unexpected arguments: {' '.join(argv[1:])}.")
+    runner.no_arguments(argv)
     if not (FLAGS.out or FLAGS.natural_out):
         raise runner.usage_error("--out or --natural_out is required.")
     runner.import_tensorflow()
