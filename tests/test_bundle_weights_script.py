@@ -188,19 +188,19 @@ def test_a_stage_on_two_pools_records_both(tmp_path):
             {"count": 64, "size": 384, "kinds": [f"photos={photos}", "deadleaves"], "seed": 1,
              "config": {"max_radius": radius}}))
         folders.append(str(folder))
-    spec = "pool:" + ",".join(folders)
+    spec = "pool:" + ",".join(folders) + "@2"
     run = _run_record(data=spec, command=f"kpac-train --data={spec} --workdir={tmp_path}/runs/x")
     record = _append_stage(run)
     data = record["stage_data"]["stage1"]
-    assert data["data"] == "pool:pool384,large" and "pool" not in data
-    assert [(p["name"], p["renderer"]["max_radius"]) for p in data["pools"]] == [
-        ("pool384", [1, 16]), ("large", [8, 16])]
+    assert data["data"] == "pool:pool384,large@2" and "pool" not in data
+    assert [(p["name"], p["renderer"]["max_radius"], p.get("weight")) for p in data["pools"]] == [
+        ("pool384", [1, 16], None), ("large", [8, 16], 2)]
     # Each photo folder's counts are kept: the second pool's manifest does not replace the first's.
     assert "photos_manifest" not in data and data["photos_manifests"] == {
         "photos": {"packages": {"ufoai-textures": {"train": 9}}, "counts": {"train": 9, "val": 1}},
         "natural": {"source": "scikit-image training list", "counts": {"train": 2, "val": 1}},
     }
-    assert record["command"][-1].split()[1] == "--data=pool:pool384,large"
+    assert record["command"][-1].split()[1] == "--data=pool:pool384,large@2"
     assert "secret" not in json.dumps(record) and str(tmp_path) not in json.dumps(record)
 
 

@@ -257,6 +257,31 @@ def test_several_pools_train_as_one_in_proportion_to_their_pairs(tmp_path):
         pool.PoolSource([small, small])
 
 
+def test_a_pool_weight_draws_that_pool_n_times_as_often(tmp_path):
+    small, large = str(tmp_path / "small"), str(tmp_path / "large")
+    pool.render_pool(small, 2, kinds=["deadleaves"], size=40, seed=1)
+    pool.render_pool(large, 3, kinds=["deadleaves"], size=40, seed=2)
+    assert pool.parse_pool_list(f"{small}@3, {large}") == [(small, 3), (large, 1)]
+    weighted = pipeline.resolve_data(f"pool:{small}@3,{large}", crop=32, val_images=2).train
+    assert weighted.num_items == 3 * 2 + 3 and "weight 3" in weighted.describe()
+    small_targets = pool.load_pool_arrays(small)["target"]
+    large_targets = pool.load_pool_arrays(large)["target"]
+    expected = small_targets * 3 + large_targets  # the weighted pool numbered three times over
+    for index, target in enumerate(expected):
+        loaded = weighted.load(tf.constant(index, tf.int64), tf.constant([0, 0], tf.int64))
+        np.testing.assert_array_equal(loaded["target"].numpy(), target)
+    # One epoch of the shuffled order draws each small pair three times, each large pair once.
+    config = pipeline.PipelineConfig(crop=40, flip_rot=False, seed=4)
+    _, targets = next(iter(pipeline.make_train_dataset(weighted, config, per_replica_batch=9)))
+    drawn = [next(i for i, t in enumerate(small_targets + large_targets)
+                  if np.array_equal(t, (image.numpy() * 255).round().astype(np.uint8)))
+             for image in targets]
+    assert sorted(drawn) == [0, 0, 0, 1, 1, 1, 2, 3, 4]
+    for bad in (f"{small}@0", f"{small}@x", f"{small}@1.5", "@2"):
+        with pytest.raises(ValueError, match="pool"):
+            pipeline.resolve_data(f"pool:{bad}", crop=32)
+
+
 def test_pool_validation_draws_dead_leaves_in_the_pools_share(tmp_path, rng, monkeypatch):
     """Validation of pools mixes dead-leaves scenes and photos as the pools were rendered
     (not half and half), so its figure follows what the run trains on."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from absl import flags
 
 from kpac_tf.cli import runner
+from kpac_tf.data.pool import parse_pool_list
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Work directory of the finished kpac-train run.")
@@ -99,7 +100,8 @@ def stage_data(run: dict) -> dict:
     info: dict = {"data": sanitize_command(f"--data={spec}")[len("--data="):]}
     if spec.startswith("pool:"):
         manifests: dict = {}
-        pools = [_pool_info(Path(folder), manifests) for folder in spec.split(":", 1)[1].split(",")]
+        pools = [_pool_info(Path(folder), weight, manifests)
+                 for folder, weight in parse_pool_list(spec.split(":", 1)[1])]
         pools = [pool for pool in pools if pool is not None]
         if len(pools) == 1:
             info["pool"] = pools[0]
@@ -112,9 +114,10 @@ def stage_data(run: dict) -> dict:
     return info
 
 
-def _pool_info(pool_dir: Path, manifests: dict) -> dict | None:
-    """How the pool in ``pool_dir`` was rendered (None without its record); the manifest
-    counts of each of its photo folders go into ``manifests`` under the folder's name."""
+def _pool_info(pool_dir: Path, weight: int, manifests: dict) -> dict | None:
+    """How the pool in ``pool_dir`` was rendered, with its training weight when above 1
+    (None without its record); the manifest counts of each of its photo folders go into
+    ``manifests`` under the folder's name."""
     pool_record = pool_dir / "pool.json"
     if not pool_record.is_file():
         return None
@@ -124,6 +127,8 @@ def _pool_info(pool_dir: Path, manifests: dict) -> dict | None:
     described["name"] = pool_dir.name
     described["kinds"] = [_short_kind(kind) for kind in pool.get("kinds", [])]
     described["renderer"] = pool.get("config")
+    if weight > 1:
+        described["weight"] = weight
     for kind in pool.get("kinds", []):
         folder = Path(kind.split("=", 1)[1]) if kind.startswith("photos=") else None
         if folder is not None and (folder / "manifest.json").is_file():

@@ -12,7 +12,7 @@ usage: kpac-train --data=DATA --workdir=DIR [flags]
 
 ``--data``: a DPDD folder (train split; validation on val), ``SOURCE_DIR,TARGET_DIR``,
 a folder with ``source/`` and ``target/``, ``synthetic[:deadleaves,skimage,FOLDER]`` or
-``pool:DIR[,DIR...]``. ``--val_data=none`` skips validation, ``--val_images=N`` shortens it.
+``pool:DIR[@N][,DIR[@N]...]``. ``--val_data=none`` skips validation, ``--val_images=N`` shortens it.
 Photo folders come from ``python -m kpac_tf.tools.fetch_training_photos``, pools from
 ``python -m kpac_tf.tools.render_pool``; ``python -m kpac_tf.tools.recipe`` lists the
 packaged recipes (flagfiles) and prints the path of one.
@@ -61,9 +61,9 @@ flags.DEFINE_enum("block_type", None, ["kpac", "resblock"], "Override: block typ
 flags.DEFINE_string(
     "data", None,
     "Training data: a DPDD folder, SOURCE_DIR,TARGET_DIR, a folder with source/ and target/, "
-    "synthetic[:deadleaves,skimage,photos=DIR,PHOTO_FOLDER], or pool:DIR[,DIR...] (pre-rendered "
-    "pairs, python -m kpac_tf.tools.render_pool; several pools are drawn in proportion to their "
-    "sizes).",
+    "synthetic[:deadleaves,skimage,photos=DIR,PHOTO_FOLDER], or pool:DIR[@N][,DIR[@N]...] "
+    "(pre-rendered pairs, python -m kpac_tf.tools.render_pool; several pools are drawn in "
+    "proportion to their sizes, times their weights N).",
 )
 flags.DEFINE_string("val_data", None, "Validation data (DPDD folder or folder pair), or 'none'; "
                     "default: DPDD's val split, or held-out synthetic scenes.")

@@ -374,15 +374,17 @@ def _synthetic_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, see
 
 def _pool_sources(spec: str, *, crop, val_crop, val_images, dual_pixel, seed,
                   synthetic_options, with_radius, default_val: bool):
-    """(train, default validation or None) for ``pool:DIR[,DIR...]``."""
+    """(train, default validation or None) for ``pool:DIR[@N][,DIR[@N]...]``."""
     from kpac_tf.data import pool
 
     if dual_pixel or synthetic_options:
         raise ValueError("A pool holds rendered single-image pairs: no dual-pixel, no --synthetic_options.")
-    folders = [folder.strip() for folder in spec.split(":", 1)[1].split(",")]
-    if not all(folders):
-        raise ValueError(f"--data={spec}: name each pool folder, separated by commas.")
-    train = pool.PoolSource(folders, with_radius=with_radius)
+    try:
+        entries = pool.parse_pool_list(spec.split(":", 1)[1])
+    except ValueError as error:
+        raise ValueError(f"--data={spec}: {error}") from None
+    train = pool.PoolSource([folder for folder, _ in entries], with_radius=with_radius,
+                            weights=[weight for _, weight in entries])
     if not default_val:
         return train, None
     return train, make_synthetic_source(train.kinds, val_crop or crop or 256, seed=VAL_SEED,
@@ -446,8 +448,9 @@ def resolve_data(
         deadleaves, skimage, photos=DIR, or a folder of sharp photos); ``synthetic``
         means ``synthetic:deadleaves,skimage``. Validation: ``val_images`` (default 16)
         held-out scenes.
-      - ``pool:DIR[,DIR...]``: one or more pools of pre-rendered synthetic pairs
-        (:mod:`kpac_tf.data.pool`), drawn in proportion to their pair counts;
+      - ``pool:DIR[@N][,DIR[@N]...]``: one or more pools of pre-rendered synthetic
+        pairs (:mod:`kpac_tf.data.pool`), drawn in proportion to their pair counts
+        times their weights N (default 1);
         validation: held-out scenes of the kinds the pools were rendered from.
       Synthetic and pool validation scenes do not depend on ``seed`` (:data:`VAL_SEED`),
       so runs with different seeds are validated on the same scenes.

@@ -38,7 +38,8 @@ from kpac_tf.data.pool_arrays import (FOLDERS, POOL_RECORD, complete_indices, lo
 from kpac_tf.data.samplers import PairSource
 from kpac_tf.files import write_json
 
-__all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "read_pool_record", "render_pool"]
+__all__ = ["POOL_RECORD", "PoolSource", "load_pool_arrays", "parse_pool_list", "read_pool_record",
+           "render_pool"]
 
 # Worker state of the render processes (one SyntheticDefocusSource each).
 _WORKER: dict = {}
@@ -167,17 +168,38 @@ def _open_pool(pool_dir: str, packed: bool) -> tuple[str, dict]:
     return storage, arrays
 
 
+def parse_pool_list(text: str) -> list[tuple[str, int]]:
+    """(folder, weight) for each entry of a comma-separated pool list ``DIR[@N],...``.
+
+    ``DIR@N`` (N a whole number >= 1) counts that pool's pairs N times, so it is drawn N
+    times as often as its pair count alone would draw it; a plain ``DIR`` has weight 1.
+    Raises ValueError, naming the entry, for an empty entry or a weight that is not a
+    whole number >= 1.
+    """
+    entries = []
+    for entry in (part.strip() for part in text.split(",")):
+        folder, at, weight = entry.rpartition("@") if "@" in entry else (entry, "", "1")
+        if not folder:
+            raise ValueError(f"Name each pool folder, separated by commas: {text!r}.")
+        if not weight.isdigit() or int(weight) < 1:
+            raise ValueError(f"Pool weight {entry!r}: write DIR@N with N a whole number >= 1.")
+        entries.append((folder, int(weight)))
+    return entries
+
+
 class PoolSource(PairSource):
     """One or more rendered pools as a training source; the pipeline crops, flips and
     rotates their pairs.
 
     Several pools (for example one rendered with larger blur, or from other photos)
     train as one: their pairs are numbered one pool after the other and drawn
-    uniformly, so each pool's share of the samples is its share of the pairs. Pools may
-    differ in pair size.
+    uniformly, so each pool's share of the samples is its share of the pairs, times its
+    weight. Pools may differ in pair size.
 
     Args:
       pool_dir: the pool folder, or a sequence of pool folders.
+      weights: one whole number >= 1 per folder (default all 1): a pool of weight N is
+        numbered N times over, so an epoch draws each of its pairs N times.
       with_radius: samples carry "radius" (float32 HxWx1, pixels).
       packed: read the pairs from each pool's memory-mapped pack
         (:func:`kpac_tf.data.pool_arrays.packed_arrays`; written by the first run,
@@ -188,17 +210,20 @@ class PoolSource(PairSource):
     """
 
     def __init__(self, pool_dir: str | Sequence[str], *, with_radius: bool = False,
-                 packed: bool = True):
+                 packed: bool = True, weights: Optional[Sequence[int]] = None):
         self.pool_dirs = [pool_dir] if isinstance(pool_dir, str) else list(pool_dir)
         if not self.pool_dirs or len(set(self.pool_dirs)) != len(self.pool_dirs):
             raise ValueError(f"Give each pool folder once: {', '.join(self.pool_dirs) or 'none'}.")
+        self.weights = [1] * len(self.pool_dirs) if weights is None else [int(w) for w in weights]
+        if len(self.weights) != len(self.pool_dirs) or min(self.weights) < 1:
+            raise ValueError(f"Give one whole weight >= 1 per pool folder, not {weights}.")
         self.records = [read_pool_record(folder) for folder in self.pool_dirs]
         self.kinds = list(dict.fromkeys(kind for record in self.records for kind in record["kinds"]))
         self.with_radius = bool(with_radius)
         self._parts = [_open_pool(folder, packed) for folder in self.pool_dirs]
         self.storage = "+".join(dict.fromkeys(storage for storage, _ in self._parts))
         self._sizes = [len(arrays["input"]) for _, arrays in self._parts]
-        self._starts = np.cumsum([0] + self._sizes)
+        self._starts = np.cumsum([0] + [size * weight for size, weight in zip(self._sizes, self.weights)])
         self.num_items = int(self._starts[-1])
 
     @property
@@ -206,19 +231,22 @@ class PoolSource(PairSource):
         """Share of dead-leaves scenes among all the pools' pairs, as they were rendered
         (validation draws its held-out scenes in the same share)."""
         shares = [float(record["dead_leaves_fraction"]) for record in self.records]
-        return float(np.dot(shares, self._sizes) / max(self.num_items, 1))
+        drawn = [size * weight for size, weight in zip(self._sizes, self.weights)]
+        return float(np.dot(shares, drawn) / max(self.num_items, 1))
 
     def describe(self) -> str:
         pools = [f"pool {folder} ({count} pairs of {record['size']}x{record['size']} from "
-                 f"{'+'.join(record['kinds'])})"
-                 for folder, count, record in zip(self.pool_dirs, self._sizes, self.records)]
+                 f"{'+'.join(record['kinds'])}{f', weight {weight}' if weight > 1 else ''})"
+                 for folder, count, record, weight
+                 in zip(self.pool_dirs, self._sizes, self.records, self.weights)]
         return " + ".join(pools)
 
     def _pair_arrays(self, index: int) -> dict:
-        """The arrays of global pair ``index`` (pools numbered one after the other)."""
+        """The arrays of global pair ``index`` (pools numbered one after the other, a
+        pool of weight N N times over)."""
         part = int(np.searchsorted(self._starts, index, side="right")) - 1
         arrays = self._parts[part][1]
-        local = index - int(self._starts[part])
+        local = (index - int(self._starts[part])) % self._sizes[part]
         return {key: arrays[key][local] for key in arrays}
 
     def load(self, item: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
