@@ -84,7 +84,7 @@ def test_radius_bins_split_the_pixels_by_their_oracle_radius(rng, monkeypatch, t
 
     monkeypatch.setattr(inference, "Deblurrer", HalfFix)
     monkeypatch.setattr(kweights, "load_model", lambda spec: None)
-    monkeypatch.setattr(defocus_scores, "_pairs", lambda group_dir: iter([("p.png", blurred, target, radius)]))
+    monkeypatch.setattr(defocus_scores, "_pairs", lambda group_dir: iter([("p.png", blurred, target, radius, "p")]))
     (tmp_path / "photos").mkdir()
     [score] = defocus_scores.score_weights(tmp_path, "any")
     gains = dict(zip(defocus_scores.radius_bin_names(), score.radius_gains))
@@ -160,3 +160,33 @@ def test_pairs_per_photo_renders_several_pairs_of_each_photo(tmp_path):
         assert "holds 3 pairs, not 2" in str(error)
     else:
         raise AssertionError("a folder rendered with another pair count was reused")
+
+
+def test_pairs_group_by_the_focus_label_or_the_photo_they_come_from(monkeypatch, tmp_path):
+    """run_benchmark: with grouping "focus" a bokeh photo's pairs are summarised apart
+    from sharp ones, with "photo" each source photo is a row; the paired difference
+    stays within each group."""
+    pairs = {"chelsea": 30.0, "coins": 40.0, "brick": 20.0}  # input PSNR by source photo
+
+    def scores(folder, spec):
+        bonus = 1.0 if spec == "new" else 0.0
+        return [defocus_scores.PairScore(f"{name}{k}.png", "skimage", psnr, psnr + bonus * (k + 1),
+                                         0.5, 0.6, 0.0, -bonus if name == "chelsea" else bonus,
+                                         source=name)
+                for name, psnr in pairs.items() for k in range(2)]
+
+    monkeypatch.setattr(defocus_scores, "render_split", lambda *args: tmp_path)
+    monkeypatch.setattr(defocus_scores, "score_weights", scores)
+    by_focus = defocus_scores.run_benchmark(None, "heldout", str(tmp_path), ["old", "new"],
+                                            grouping="focus")
+    assert sorted(by_focus["new"]) == ["skimage/bokeh", "skimage/sharp"]
+    sharp, bokeh = by_focus["new"]["skimage/sharp"], by_focus["new"]["skimage/bokeh"]
+    assert (sharp["pairs"], sharp["in_focus_gain"], bokeh["pairs"], bokeh["in_focus_gain"]) == (4, 1.0, 2, -1.0)
+    assert sharp["vs_first"]["pairs"] == 4 and abs(sharp["vs_first"]["mean"] - 1.5) < 1e-9
+    by_photo = defocus_scores.run_benchmark(None, "heldout", str(tmp_path), ["old"], grouping="photo")
+    assert sorted(by_photo["old"]) == ["skimage/brick", "skimage/chelsea", "skimage/coins"]
+    assert by_photo["old"]["skimage/coins"]["input_psnr"] == 40.0
+    by_set = defocus_scores.run_benchmark(None, "heldout", str(tmp_path), ["old"])
+    assert list(by_set["old"]) == ["skimage"] and by_set["old"]["skimage"]["pairs"] == 6
+    with pytest.raises(ValueError, match="Group pairs by one of set, focus, photo"):
+        defocus_scores.run_benchmark(None, "heldout", str(tmp_path), ["old"], grouping="radius")

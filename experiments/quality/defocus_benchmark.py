@@ -14,7 +14,10 @@ Each weights file then deblurs every pair in this process, and the script prints
 photo set, the mean over pairs of: PSNR of the input and of the output, the PSNR gain,
 the gain on the pixels whose oracle blur radius is >= 1 px (defocused) and on those
 below 1 px (in focus), SSIM, and the worst pair's gain, then the gain by oracle blur
-radius (0-1, 1-2, 2-4, 4-8 and 8+ px). With several weights it also
+radius (0-1, 1-2, 2-4, 4-8 and 8+ px). ``--group_by=focus`` splits each photo set by the
+focus label of the source photos (a photo holding real bokeh is not held to the in-focus
+figure: sharpening its background is the job), ``--group_by=photo`` by source photo.
+With several weights it also
 prints each one's PSNR difference from the first, pair by pair: the mean, its standard
 error and their ratio t (how far the difference stands above the pair-to-pair noise).
 Protocol: 8-bit, outputs clipped, PSNR over all pixels and channels, SSIM =
@@ -41,6 +44,9 @@ flags.DEFINE_integer("pairs_per_photo", 1, "Pairs per photo of the folder's spli
                      "crops and defocus; for a split of few photos).")
 flags.DEFINE_integer("seed", 11, "Render seed.")
 flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+flags.DEFINE_enum("group_by", "set", defocus_scores.GROUPINGS,
+                  "Rows per photo set; per set and focus label of the source photo (sharp "
+                  "across the frame, real bokeh, unknown); or per source photo.")
 
 
 def main(argv: list[str]) -> int:
@@ -50,7 +56,7 @@ def main(argv: list[str]) -> int:
     try:
         results = defocus_scores.run_benchmark(FLAGS.photos, FLAGS.split, FLAGS.benchmark_dir,
                                                FLAGS.weights, FLAGS.skimage_pairs, FLAGS.seed,
-                                               FLAGS.pairs_per_photo)
+                                               FLAGS.pairs_per_photo, FLAGS.group_by)
     except (ValueError, FileNotFoundError) as error:
         runner.error(str(error))
         return runner.EXIT_FAILED

@@ -49,6 +49,27 @@ class PairScore:
     defocused_gain: float  # NaN when the region is (almost) empty
     in_focus_gain: float
     radius_gains: tuple[float, ...] = ()  # one per RADIUS_BINS bin (NaN: almost empty)
+    source: str = ""  # the photo the pair was rendered from (its file stem)
+
+
+#: How ``run_benchmark`` groups the pairs: by photo set (photos, skimage), by photo set
+#: and focus label of the source photo ("sharp" across the frame, real "bokeh", or
+#: "unknown"; :func:`kpac_tf.data.natural_photos.focus_label`), or by source photo.
+GROUPINGS = ("set", "focus", "photo")
+
+
+def group_key(score: PairScore, grouping: str) -> str:
+    """The group ``score`` is summarised in under ``grouping`` (one of :data:`GROUPINGS`):
+    its photo set, then "/" and its source's focus label or its source photo."""
+    if grouping == "set":
+        return score.group
+    if grouping == "focus":
+        from kpac_tf.data.natural_photos import focus_label
+
+        return f"{score.group}/{focus_label(score.source)}"
+    if grouping == "photo":
+        return f"{score.group}/{score.source or '?'}"
+    raise ValueError(f"Group pairs by one of {', '.join(GROUPINGS)}, not {grouping!r}.")
 
 
 def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int,
@@ -90,9 +111,12 @@ def _pairs(group_dir: Path):
     from kpac_tf.images import codec as kio
 
     test = group_dir / "test_c"
+    record = test / "synthetic.json"
+    images = json.loads(record.read_text()).get("images", {}) if record.is_file() else {}
     for name in sorted(os.listdir(test / "source")):
+        source = os.path.splitext(str(images.get(name, {}).get("source", "")))[0]
         yield (name, kio.read_image(test / "source" / name).rgb, kio.read_image(test / "target" / name).rgb,
-               read_radius_map(test / "radius" / name))
+               read_radius_map(test / "radius" / name), source)
 
 
 def region_gain(output, blurred, target, mask) -> float:
@@ -113,7 +137,7 @@ def score_weights(folder: Path, weights: str) -> list[PairScore]:
     deblurrer = Deblurrer(kweights.load_model(weights))
     scores = []
     for group_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for name, blurred, target, radius in _pairs(group_dir):
+        for name, blurred, target, radius, source in _pairs(group_dir):
             output = deblurrer.deblur(blurred)
             before = metrics.score_pair(blurred, target)
             after = metrics.score_pair(output, target)
@@ -124,7 +148,8 @@ def score_weights(folder: Path, weights: str) -> list[PairScore]:
                 defocused_gain=region_gain(output, blurred, target, defocused),
                 in_focus_gain=region_gain(output, blurred, target, ~defocused),
                 radius_gains=tuple(region_gain(output, blurred, target, (radius >= lo) & (radius < hi))
-                                   for lo, hi in zip(RADIUS_BINS[:-1], RADIUS_BINS[1:]))))
+                                   for lo, hi in zip(RADIUS_BINS[:-1], RADIUS_BINS[1:])),
+                source=source))
     return scores
 
 
@@ -215,21 +240,24 @@ def radius_table(results: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def run_benchmark(photos: str | None, split: str, benchmark_dir: str, weights: list[str],
-                  skimage_pairs: int = 2, seed: int = 11,
-                  pairs_per_photo: int = 1) -> dict[str, dict[str, dict]]:
-    """{weights: {photo set: summary}} for every weights (photo sets: photos, skimage);
-    the summaries of every weights after the first hold ``vs_first``, the
-    :func:`paired_difference` against the first."""
+                  skimage_pairs: int = 2, seed: int = 11, pairs_per_photo: int = 1,
+                  grouping: str = "set") -> dict[str, dict[str, dict]]:
+    """{weights: {group: summary}} for every weights; groups are the photo sets
+    (photos, skimage), or finer under ``grouping`` (:func:`group_key`). The summaries of
+    every weights after the first hold ``vs_first``, the :func:`paired_difference`
+    against the first."""
+    group_key(PairScore("", "", 0, 0, 0, 0, 0, 0), grouping)  # an unknown grouping fails first
     folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed, pairs_per_photo)
     results, first = {}, None
     for spec in weights:
         scores = score_weights(folder, spec)
-        groups = sorted({s.group for s in scores})
-        results[spec] = {group: summarise([s for s in scores if s.group == group]) for group in groups}
+        groups = sorted({group_key(s, grouping) for s in scores})
+        members = {group: [s for s in scores if group_key(s, grouping) == group] for group in groups}
+        results[spec] = {group: summarise(members[group]) for group in groups}
         if first is None:
             first = scores
             continue
         for group in groups:
             results[spec][group]["vs_first"] = paired_difference(
-                [s for s in first if s.group == group], [s for s in scores if s.group == group])
+                [s for s in first if group_key(s, grouping) == group], members[group])
     return results
