@@ -299,3 +299,22 @@ def test_a_weights_file_cut_short_is_one_true_line(tiny_run, tmp_path, rng, comm
     assert result.stderr.splitlines() == [
         "kpac-deblur: error: cut.weights.npz: not a readable weights file (File is not a zip file)."]
     assert not (tmp_path / "deblurred").exists()
+
+
+def test_a_flag_value_that_does_not_parse_is_one_usage_line_naming_the_flag(capsys):
+    from kpac_tf.analysis.blur_detection import parse_threshold
+    from kpac_tf.cli import runner
+
+    seen = []
+
+    def main(argv):
+        seen.append(runner.parsed_flag("threshold", argv[1], parse_threshold))
+        return runner.EXIT_OK
+
+    assert runner.call_main("paper.py", main, ["paper.py", "0.25"]) == runner.EXIT_OK
+    assert runner.call_main("paper.py", main, ["paper.py", "otsu"]) == runner.EXIT_OK
+    assert seen == [0.25, "otsu"]
+    assert runner.call_main("paper.py", main, ["paper.py", "1.5"]) == runner.EXIT_USAGE
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("paper.py: error: --threshold: ")
+    assert lines[1] == "Run 'paper.py --help' for its usage and flags."

@@ -46,15 +46,6 @@ flags.DEFINE_string("output_dir", os.path.join("experiments", "results", "attent
                     "Folder for the PNG figures and summary.md.")
 
 
-def _threshold(text: str):
-    from kpac_tf.analysis.blur_detection import parse_threshold
-
-    try:
-        return parse_threshold(text)
-    except ValueError as error:
-        raise runner.usage_error(f"--threshold: {error}") from None
-
-
 def _sharp_photo(height: int, width: int) -> tuple[np.ndarray, str]:
     from kpac_tf.analysis import attention as analysis
     from kpac_tf.data.photos import load_skimage_sample
@@ -169,8 +160,9 @@ def main(argv: list[str]) -> int:
     runner.import_tensorflow()
     from kpac_tf import files as kio
     from kpac_tf.analysis import attention as analysis
+    from kpac_tf.analysis.blur_detection import parse_threshold
 
-    threshold = _threshold(FLAGS.threshold)
+    threshold = runner.parsed_flag("threshold", FLAGS.threshold, parse_threshold)
     start = time.time()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     model, weights_text, trained = analysis.model_for_analysis(

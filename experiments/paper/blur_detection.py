@@ -59,15 +59,6 @@ flags.DEFINE_string("output_dir", os.path.join("experiments", "results", "blur_d
                     "Folder for per_image.csv, summary.md and the figures.")
 
 
-def _threshold(text: str):
-    from kpac_tf.analysis.blur_detection import parse_threshold
-
-    try:
-        return parse_threshold(text)
-    except ValueError as error:
-        raise runner.usage_error(f"--threshold: {error}") from None
-
-
 def _model():
     from kpac_tf.analysis import attention as analysis
 
@@ -174,7 +165,7 @@ def main(argv: list[str]) -> int:
     if FLAGS.beta2 is None:
         FLAGS.beta2 = bd.DEFAULT_BETA2
 
-    threshold = _threshold(FLAGS.threshold)
+    threshold = runner.parsed_flag("threshold", FLAGS.threshold, bd.parse_threshold)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     dirs = _data_dirs()
     try:

@@ -37,7 +37,7 @@ import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import app, flags
 from absl import logging
@@ -83,6 +83,15 @@ def no_arguments(argv: list[str]) -> None:
     """Refuse positional arguments: a command whose every option is a --flag."""
     if len(argv) > 1:
         raise usage_error(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag.")
+
+
+def parsed_flag(flag: str, text: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(text)``, the value of ``--flag``; a ValueError becomes a usage error
+    ``--flag: <its message>``."""
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise usage_error(f"--{flag}: {error}") from None
 
 
 def setup_error(message: str) -> CommandError:
