@@ -196,3 +196,34 @@ def test_scores_are_finite_and_follow_the_model(benchmark, tiny_weights):
                                                     "identity": identity.summary}))
     assert f"| identity | **all** | {len(soft_scenes.SCENE_KINDS)} | inf | inf |" in lines
     assert "ambiguous by nature" in lines
+
+
+def test_a_runs_curve_scores_each_checkpoint_once_and_keeps_the_steps_it_lost(benchmark, tmp_path,
+                                                                               monkeypatch):
+    """checkpoint_curve: every checkpoint (or every N-th step) scored once, its figures
+    kept in RUN/soft_content_curve.json, so steps whose checkpoints the run deleted stay."""
+    import types
+
+    scored = []
+
+    def fake_score(weights, bench, keep_images=True):
+        scored.append(Path(weights).name)
+        return types.SimpleNamespace(summary={"sharp": {"all": {"mean": float(len(scored))}}})
+
+    monkeypatch.setattr(soft_content_scores, "score_weights", fake_score)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for step in (100, 200, 300, 400):
+        (run / "checkpoints" / f"ckpt-{step}.index").write_text("")
+    (run / "checkpoints" / "ckpt-final.index").write_text("")  # not a step: skipped
+    curve = soft_content_scores.checkpoint_curve(run, benchmark, every=200)
+    assert scored == ["ckpt-200", "ckpt-400"] and list(curve) == [200, 400]
+    (run / "checkpoints" / "ckpt-200.index").unlink()  # the run keeps only its last few
+    (run / "checkpoints" / "ckpt-500.index").write_text("")
+    curve = soft_content_scores.checkpoint_curve(run, benchmark)
+    assert scored == ["ckpt-200", "ckpt-400", "ckpt-100", "ckpt-300", "ckpt-500"]
+    assert list(curve) == [100, 200, 300, 400, 500]
+    assert curve[200]["sharp"]["all"]["mean"] == 1.0  # kept from the first pass
+    other = types.SimpleNamespace(settings=dict(benchmark.settings, size=32))
+    soft_content_scores.checkpoint_curve(run, other)  # other settings: scored again
+    assert len(scored) == 9

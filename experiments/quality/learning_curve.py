@@ -23,7 +23,8 @@ input) of the scenes fed sharp (mean, worst), the gains on the in-focus and defo
 pixels of the partly defocused scenes, and PSNR(result, input) of the photos labelled
 sharp (mean, worst). A run keeps only its last few checkpoints, so the figures of every
 step scored are kept in ``RUN/soft_content_curve.json``: run it again while the run
-trains and the curve grows.
+trains and the curve grows. Each checkpoint takes a few minutes on a CPU: --soft_every=N
+scores only the steps that are multiples of N.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ flags.DEFINE_boolean("soft_content", False, "Also score every checkpoint of each
                      "soft-content benchmark (kept in RUN/soft_content_curve.json).")
 flags.DEFINE_string("soft_natural", None, "With --soft_content: a natural photo folder whose "
                     "heldout/ photos join the benchmark.")
+flags.DEFINE_integer("soft_every", 0, "With --soft_content: score only the checkpoints whose "
+                     "step is a multiple of this (0: every checkpoint).", lower_bound=0)
 
 
 def read_scalars(event_dir: Path) -> dict[str, dict[int, float]]:
@@ -112,36 +115,6 @@ def gain_table(gains: dict[int, float], columns: int) -> list[str]:
     return lines
 
 
-def checkpoint_steps(run: Path) -> dict[int, Path]:
-    """{step: checkpoint prefix} of the checkpoints a kpac-train run holds now."""
-    found = {}
-    for index in (run / "checkpoints").glob("ckpt-*.index"):
-        step = index.name[len("ckpt-"):-len(".index")]
-        if step.isdigit():
-            found[int(step)] = index.with_suffix("")
-    return dict(sorted(found.items()))
-
-
-def soft_content_curve(run: Path, benchmark) -> dict[int, dict]:
-    """{step: soft-content summary} of ``run``: the steps in RUN/soft_content_curve.json
-    scored on the same benchmark settings, and its checkpoints not scored yet (scored
-    now and added to that file)."""
-    import json
-
-    import soft_content_scores
-    from kpac_tf import files as kio
-
-    path = run / "soft_content_curve.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    curve = stored.get("steps", {}) if stored.get("benchmark") == benchmark.settings else {}
-    for step, prefix in checkpoint_steps(run).items():
-        if str(step) not in curve:
-            scores = soft_content_scores.score_weights(str(prefix), benchmark, keep_images=False)
-            curve[str(step)] = soft_content_scores.jsonable(scores.summary)
-            kio.write_json(str(path), {"benchmark": benchmark.settings, "steps": curve})
-    return {int(step): summary for step, summary in sorted(curve.items(), key=lambda kv: int(kv[0]))}
-
-
 def soft_content_table(curve: dict[int, dict]) -> list[str]:
     """Markdown lines: the soft-content figures per step (dB)."""
     def number(value, signed=False):
@@ -175,7 +148,8 @@ def print_soft_content(runs: list[str]) -> int:
     status = 0
     for run in runs:
         try:
-            curve = soft_content_curve(Path(run), benchmark)
+            curve = soft_content_scores.checkpoint_curve(Path(run), benchmark,
+                                                         every=FLAGS.soft_every)
         except (OSError, ValueError) as error:
             runner.error(f"{run}: {error}")
             status = runner.EXIT_FAILED

@@ -375,6 +375,37 @@ def markdown(results: dict[str, dict]) -> list[str]:
     ]
 
 
+def checkpoint_steps(run: Path) -> dict[int, Path]:
+    """{step: checkpoint prefix} of the checkpoints a kpac-train run holds now."""
+    found = {}
+    for index in (run / "checkpoints").glob("ckpt-*.index"):
+        step = index.name[len("ckpt-"):-len(".index")]
+        if step.isdigit():
+            found[int(step)] = index.with_suffix("")
+    return dict(sorted(found.items()))
+
+
+def checkpoint_curve(run: Path, benchmark: Benchmark, every: int = 0) -> dict[int, dict]:
+    """{step: summary} of ``run`` on ``benchmark``: the steps stored in
+    RUN/soft_content_curve.json for the same benchmark settings, and the run's
+    checkpoints not scored yet (scored now, float32, and added to that file, so a run
+    that keeps only its last few checkpoints still has its whole curve). ``every`` > 0
+    scores only the checkpoints whose step is a multiple of it; stored steps stay."""
+    import json
+
+    from kpac_tf import files as kio
+
+    path = run / "soft_content_curve.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    curve = stored.get("steps", {}) if stored.get("benchmark") == benchmark.settings else {}
+    for step, prefix in checkpoint_steps(run).items():
+        if str(step) not in curve and (every <= 0 or step % every == 0):
+            scores = score_weights(str(prefix), benchmark, keep_images=False)
+            curve[str(step)] = jsonable(scores.summary)
+            kio.write_json(str(path), {"benchmark": benchmark.settings, "steps": curve})
+    return {int(step): summary for step, summary in sorted(curve.items(), key=lambda kv: int(kv[0]))}
+
+
 def jsonable(value):
     """``value`` with inf as "inf"/"-inf" and NaN as None (JSON has neither)."""
     if isinstance(value, dict):
