@@ -246,18 +246,18 @@ def run_benchmark(photos: str | None, split: str, benchmark_dir: str, weights: l
     (photos, skimage), or finer under ``grouping`` (:func:`group_key`). The summaries of
     every weights after the first hold ``vs_first``, the :func:`paired_difference`
     against the first."""
-    group_key(PairScore("", "", 0, 0, 0, 0, 0, 0), grouping)  # an unknown grouping fails first
+    if grouping not in GROUPINGS:
+        raise ValueError(f"Group pairs by one of {', '.join(GROUPINGS)}, not {grouping!r}.")
     folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed, pairs_per_photo)
     results, first = {}, None
     for spec in weights:
-        scores = score_weights(folder, spec)
-        groups = sorted({group_key(s, grouping) for s in scores})
-        members = {group: [s for s in scores if group_key(s, grouping) == group] for group in groups}
-        results[spec] = {group: summarise(members[group]) for group in groups}
+        members: dict[str, list[PairScore]] = {}
+        for score in score_weights(folder, spec):
+            members.setdefault(group_key(score, grouping), []).append(score)
+        results[spec] = {group: summarise(members[group]) for group in sorted(members)}
         if first is None:
-            first = scores
+            first = members
             continue
-        for group in groups:
-            results[spec][group]["vs_first"] = paired_difference(
-                [s for s in first if group_key(s, grouping) == group], members[group])
+        for group in members:
+            results[spec][group]["vs_first"] = paired_difference(first.get(group, []), members[group])
     return results

@@ -178,7 +178,7 @@ def parse_pool_list(text: str) -> list[tuple[str, int]]:
     """
     entries = []
     for entry in (part.strip() for part in text.split(",")):
-        folder, at, weight = entry.rpartition("@") if "@" in entry else (entry, "", "1")
+        folder, _, weight = entry.rpartition("@") if "@" in entry else (entry, "@", "1")
         if not folder:
             raise ValueError(f"Name each pool folder, separated by commas: {text!r}.")
         if not weight.isdigit() or int(weight) < 1:
@@ -223,7 +223,8 @@ class PoolSource(PairSource):
         self._parts = [_open_pool(folder, packed) for folder in self.pool_dirs]
         self.storage = "+".join(dict.fromkeys(storage for storage, _ in self._parts))
         self._sizes = [len(arrays["input"]) for _, arrays in self._parts]
-        self._starts = np.cumsum([0] + [size * weight for size, weight in zip(self._sizes, self.weights)])
+        self._drawn = [size * weight for size, weight in zip(self._sizes, self.weights)]
+        self._starts = np.cumsum([0] + self._drawn)
         self.num_items = int(self._starts[-1])
 
     @property
@@ -231,8 +232,7 @@ class PoolSource(PairSource):
         """Share of dead-leaves scenes among all the pools' pairs, as they were rendered
         (validation draws its held-out scenes in the same share)."""
         shares = [float(record["dead_leaves_fraction"]) for record in self.records]
-        drawn = [size * weight for size, weight in zip(self._sizes, self.weights)]
-        return float(np.dot(shares, drawn) / max(self.num_items, 1))
+        return float(np.dot(shares, self._drawn) / max(self.num_items, 1))
 
     def describe(self) -> str:
         pools = [f"pool {folder} ({count} pairs of {record['size']}x{record['size']} from "
