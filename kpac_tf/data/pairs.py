@@ -19,6 +19,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from kpac_tf.data import dead_leaves as _dl
+from kpac_tf.data import grounds as _grounds
 from kpac_tf.data import photos as _photos
 from kpac_tf.data import relight as _relight
 from kpac_tf.data import stamps as _stamps
@@ -78,6 +79,10 @@ class SyntheticConfig:
         4-12% in linear light (:func:`kpac_tf.data.relight.mottle_field`), as on
         plaster, paper, skin or a soft grain, so in-focus blotches are in the target.
         0: never.
+      grounds: share of dead-leaves scenes replaced by a soft ground with no hard edge
+        (a flat ground with a smooth grain, faint ripples and soft blobs with halos;
+        :func:`kpac_tf.data.grounds.ground_layers`), as a wall or a microscope slide
+        in focus. 0: never.
       shaded_leaves: share of dead-leaves scenes whose shapes are shaded by smooth
         gradients instead of flat colour (:func:`kpac_tf.data.relight.shade_layers`).
       stamps: share of photo scenes with one to three photographic stamps pasted as
@@ -106,6 +111,7 @@ class SyntheticConfig:
     shadows: float = 0.0
     tones: float = 0.0
     mottle: float = 0.0
+    grounds: float = 0.0
     shaded_leaves: float = 0.0
     stamps: float = 0.0
     stamp_dir: str = ""
@@ -125,7 +131,7 @@ class SyntheticConfig:
         if not all(0.0 <= p <= 1.0 for p in (self.in_focus_probability, self.sharp_probability,
                                              self.photo_colour, self.illumination,
                                              self.shadows, self.tones, self.shaded_leaves,
-                                             self.stamps, self.mottle)):
+                                             self.stamps, self.mottle, self.grounds)):
             raise ValueError("SyntheticConfig probabilities must be in [0, 1].")
         if self.photo_scale[0] <= 0:
             raise ValueError("SyntheticConfig.photo_scale must be positive.")
@@ -372,6 +378,19 @@ class SyntheticDefocusSource:
             rgba[:, :3] *= gain[None, None]
         return rgba
 
+    def _leaves_scene(self, rng: np.random.Generator, height: int, width: int,
+                      light_gain: float) -> tuple[_dl.DeadLeavesLayers, str]:
+        """A dead-leaves scene, or a soft ground with probability ``grounds`` (drawn only
+        when enabled), and its source name. Clipped highlights are the scene's light
+        sources: they get the highlight gain directly (linear value > 1, clipped in the
+        sharp image)."""
+        c = self.config
+        if c.grounds > 0 and rng.random() < c.grounds:
+            return _grounds.ground_layers(height, width, rng, light_gain=light_gain), "ground"
+        num_layers = int(rng.integers(c.dead_leaves_layers[0], c.dead_leaves_layers[1] + 1))
+        return _dl.dead_leaves_layers(height, width, rng, num_layers=num_layers,
+                                      light_gain=light_gain), "dead_leaves"
+
     def _dead_leaves_pair(self, rng: np.random.Generator, size) -> DefocusPair:
         c = self.config
         params = self._common(rng)
@@ -382,12 +401,9 @@ class SyntheticDefocusSource:
         else:
             height, width = _as_size(size)
         my = mx = pick_margin(height, width, int(math.ceil(params["max_radius"])) + 2)
-        num_layers = int(rng.integers(c.dead_leaves_layers[0], c.dead_leaves_layers[1] + 1))
-        # Clipped highlights of a dead-leaves scene are its light sources: they get
-        # the highlight gain directly (linear value > 1, clipped in the sharp image).
-        scene = _dl.dead_leaves_layers(height + 2 * my, width + 2 * mx, rng,
-                                       num_layers=num_layers,
-                                       light_gain=max(1.0, params["highlight_gain"]))
+        scene, source = self._leaves_scene(rng, height + 2 * my, width + 2 * mx,
+                                           max(1.0, params["highlight_gain"]))
+        num_layers = scene.depths.shape[0]
         depths = scene.depths
         if rng.random() < c.in_focus_probability:
             focus = float(depths[int(rng.integers(len(depths)))])
@@ -405,7 +421,7 @@ class SyntheticDefocusSource:
         sharp = linear_to_srgb(sharp_lin[(slice(None),) + crop].transpose(1, 2, 0))
         radius = np.asarray(radii, np.float32)[scene.visible_layer()[crop]]
         blurred = add_noise(blurred, params["noise_sigma"], rng)
-        info = {"source": "dead_leaves", "depth_model": "dead_leaves", "focus": focus,
+        info = {"source": source, "depth_model": "dead_leaves", "focus": focus,
                 "layers": num_layers, "base_blur": softness, **params}
         return DefocusPair(blurred=blurred, sharp=np.ascontiguousarray(sharp), radius=radius,
                            mean_radius=float(radius.mean()), info=info)
