@@ -110,6 +110,23 @@ def test_shadow_penumbrae_have_the_asked_widths_and_darkness(variant):
         assert dark_mean / lit_mean == pytest.approx(1.0 - info["darkness"], abs=0.08)
 
 
+def test_soft_grounds_have_no_context_no_hard_edge_and_a_grain_that_grows():
+    grounds = soft_scenes.ground_scenes(size=96, seed=3, variants=3)
+    assert [g.name for g in grounds] == ["ground-0", "ground-1", "ground-2"]
+    sigmas = [g.info["grain_sigma"] for g in grounds]
+    assert sigmas[0] == soft_scenes.GROUND_GRAIN[0] and sigmas[-1] == pytest.approx(soft_scenes.GROUND_GRAIN[1])
+    correlations = []
+    for ground in grounds:
+        assert not ground.context.any() and ground.kind == "ground"
+        gray = ground.image.mean(axis=2)
+        assert np.abs(np.diff(gray, axis=1)).max() < 0.4 * np.ptp(gray)  # edges span 2-6 px
+        centred = gray[:20, :] - gray[:20, :].mean()  # a band of the ground
+        correlations.append(np.mean(centred[:, 1:] * centred[:, :-1]) / np.mean(centred ** 2))
+    assert correlations == sorted(correlations)  # coarser grain, smoother ground
+    again = soft_scenes.ground_scenes(size=96, seed=3, variants=3)
+    np.testing.assert_array_equal(grounds[1].image, again[1].image)
+
+
 def test_ramps_are_monotonic_with_the_asked_width_and_no_context():
     ramps = soft_scenes.ramp_scenes(size=128)
     assert len(ramps) == len(soft_scenes.RAMP_WIDTHS) * len(soft_scenes.RAMP_CONTRASTS)
@@ -168,7 +185,8 @@ def tiny_weights(tmp_path_factory) -> dict[str, str]:
 def test_the_benchmark_holds_every_set(benchmark):
     assert len(benchmark.scenes) == len(benchmark.defocused) == len(soft_scenes.SCENE_KINDS)
     assert len(benchmark.ramps) == 8 and len(benchmark.photos) == 5
-    for item in benchmark.scenes + benchmark.photos + benchmark.defocused:
+    assert [g.name for g in benchmark.grounds] == ["ground-0"]
+    for item in benchmark.scenes + benchmark.grounds + benchmark.photos + benchmark.defocused:
         assert max(item.image.shape[:2]) <= 64
         np.testing.assert_allclose(item.image * 255, np.round(item.image * 255), atol=1e-3)  # 8-bit
     assert {p.group for p in benchmark.photos} == {"sharp", "bokeh"}
@@ -188,6 +206,8 @@ def test_scores_are_finite_and_follow_the_model(benchmark, tiny_weights):
     assert math.isinf(identity.summary["sharp"]["all"]["mean"])
     assert identity.summary["partial_defocus"]["all"]["in_focus_gain"] == 0.0
     assert identity.worst == []
+    assert math.isinf(identity.summary["grounds"]["all"]["mean"])
+    assert math.isfinite(random.summary["grounds"]["scenes"]["ground-0"])
     groups = {(w.set, w.group) for w in random.worst}
     assert ("sharp", "facade") in groups and ("partial_defocus", "sky") in groups
     assert all(np.concatenate(w.panels, axis=1).shape == (64, 192, 3) for w in random.worst
@@ -196,6 +216,7 @@ def test_scores_are_finite_and_follow_the_model(benchmark, tiny_weights):
                                                     "identity": identity.summary}))
     assert f"| identity | **all** | {len(soft_scenes.SCENE_KINDS)} | inf | inf |" in lines
     assert "ambiguous by nature" in lines
+    assert "| identity | inf | inf | inf |" in lines  # the soft grounds' row
 
 
 def test_a_runs_curve_scores_each_checkpoint_once_and_keeps_the_steps_it_lost(benchmark, tmp_path,

@@ -7,15 +7,16 @@
 Makes (deterministic per --seed) the procedural scenes of kpac_tf.data.soft_scenes:
 gradients, cast shadows with 3-60 px penumbrae, shaded spheres and cylinders, a
 high-contrast facade with soft shadows and thin seams, sky and haze behind a skyline,
-each beside sharp context at the same depth; isolated ramps with no context; the same
+each beside sharp context at the same depth; isolated ramps with no context; soft
+grounds with no hard edge (a smooth grain and soft blobs on a flat ground); the same
 scenes with one half of the frame out of focus; and natural photographs (scikit-image's
 held-out list, and --natural's heldout/ photos), grouped by their focus label.
 
 Each weights (a preset with bundled weights, a project weights file, an authors' npz or
 a kpac-train checkpoint) then deblurs every input in this process, and the script
 prints, per weights: PSNR(result, input) of the scenes fed sharp, mean and worst per
-kind and over all; the isolated ramps apart (ambiguous by nature, for information
-only); on the partly defocused scenes, the mean PSNR gain over the input on in-focus
+kind and over all; the isolated ramps and the soft grounds apart (ambiguous by nature,
+for information only); on the partly defocused scenes, the mean PSNR gain over the input on in-focus
 and on defocused pixels, per kind and over all; and PSNR(result, input) of the natural
 photos labelled sharp and, apart, of those holding real bokeh. A network that changes
 nothing scores inf on the sharp inputs, so there is no identity row. Protocol: 8-bit,

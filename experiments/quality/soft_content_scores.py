@@ -9,6 +9,9 @@ figures over a run's checkpoints); it defines no flags. The benchmark
   fed sharp (8-bit, no noise): PSNR(result, input) per scene;
 - the isolated ramps, which no network can tell from a defocused edge (ambiguous by
   nature, for information only): PSNR(result, input);
+- soft grounds with no hard edge (:func:`kpac_tf.data.soft_scenes.ground_scenes`: a
+  smooth grain and soft blobs on a flat ground, as a microscope slide), ambiguous in the
+  same way but met in real photographs, fed sharp: PSNR(result, input), reported apart;
 - the same scenes again with one half of the frame put out of focus
   (:func:`kpac_tf.data.soft_scenes.defocus_plan`, radius up to 6-8 px, noise 1/255,
   8-bit): the PSNR gain over the input on the in-focus pixels (oracle radius below
@@ -65,18 +68,20 @@ class Item:
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """The four sets of the benchmark (lists of :class:`Item`) and how they were made."""
+    """The five sets of the benchmark (lists of :class:`Item`) and how they were made."""
 
     scenes: list
     ramps: list
     defocused: list
     photos: list
     settings: dict
+    grounds: list = dataclasses.field(default_factory=list)
 
     def describe(self) -> str:
         s = self.settings
         return (f"{len(self.scenes)} scenes with context ({s['variants']} per kind, "
                 f"{s['size']} px, seed {s['seed']}), {len(self.ramps)} isolated ramps, "
+                f"{len(self.grounds)} soft grounds, "
                 f"{len(self.defocused)} partly defocused scenes, {len(self.photos)} natural "
                 f"photos (long side at most {s['max_side']} px)")
 
@@ -139,9 +144,11 @@ def build_benchmark(*, size: int = DEFAULT_SIZE, variants: int = DEFAULT_VARIANT
 
     scenes = soft_scenes.soft_scenes(size=size, seed=seed, variants=variants)
     ramps = soft_scenes.ramp_scenes(size)
+    grounds = soft_scenes.ground_scenes(size, seed, variants)
     return Benchmark(
         scenes=[Item(s.kind, s.name, _quantize(s.image)) for s in scenes],
         ramps=[Item(s.info["contrast"], s.name, _quantize(s.image)) for s in ramps],
+        grounds=[Item(s.kind, s.name, _quantize(s.image)) for s in grounds],
         defocused=[defocused_item(s, i, seed) for i, s in enumerate(scenes)],
         photos=natural_photos(natural, max_side, labeller),
         settings={"size": size, "variants": variants, "seed": seed, "natural": natural,
@@ -202,7 +209,7 @@ def score_deblurrer(deblurrer, benchmark: Benchmark, keep_images: bool = True) -
 
     records, worst = [], _WorstTracker(keep_images)
     for set_name, items in (("sharp", benchmark.scenes), ("ramps", benchmark.ramps),
-                            ("natural", benchmark.photos)):
+                            ("grounds", benchmark.grounds), ("natural", benchmark.photos)):
         for item in items:
             result = deblurrer.deblur(item.image)
             value = metrics.psnr(result, item.image)
@@ -270,11 +277,11 @@ def _by_group(records: list, order: tuple = ()) -> dict[str, list]:
 
 def summarise(records: list) -> dict:
     """Per set: per group and over all (sharp scenes, partly defocused scenes), per
-    ramp and contrast, per photo focus label."""
+    ramp and contrast, per soft ground and over all, per photo focus label."""
     from kpac_tf.data.soft_scenes import RAMP_CONTRASTS, SCENE_KINDS
 
     of = {name: [r for r in records if r["set"] == name]
-          for name in ("sharp", "ramps", "partial_defocus", "natural")}
+          for name in ("sharp", "ramps", "grounds", "partial_defocus", "natural")}
     summary: dict = {}
     if of["sharp"]:
         summary["sharp"] = {"kinds": {g: _psnr_summary(rs) for g, rs in
@@ -284,6 +291,9 @@ def summarise(records: list) -> dict:
         summary["ramps"] = {"scenes": {r["name"]: r["psnr"] for r in of["ramps"]},
                             **{g: _psnr_summary(rs) for g, rs in
                                _by_group(of["ramps"], tuple(RAMP_CONTRASTS)).items()}}
+    if of["grounds"]:
+        summary["grounds"] = {"scenes": {r["name"]: r["psnr"] for r in of["grounds"]},
+                              "all": _psnr_summary(of["grounds"])}
     if of["partial_defocus"]:
         summary["partial_defocus"] = {
             "kinds": {g: _gain_summary(rs) for g, rs in
@@ -336,6 +346,22 @@ def ramp_table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def ground_table(results: dict[str, dict]) -> list[str]:
+    """Lines: PSNR(result, input) of every soft ground (finest grain first), their mean
+    and worst."""
+    names = sorted({n for summary in results.values()
+                    for n in summary.get("grounds", {}).get("scenes", {})})
+    lines = ["| weights | " + " | ".join(names) + " | mean | worst |",
+             "|---|" + "---:|" * (len(names) + 2)]
+    for weights, summary in results.items():
+        grounds = summary.get("grounds")
+        if grounds:
+            cells = [_db(grounds["scenes"].get(n, math.nan)) for n in names]
+            lines.append(f"| {weights} | " + " | ".join(cells) +
+                         f" | {_db(grounds['all']['mean'])} | {_db(grounds['all']['worst'])} |")
+    return lines
+
+
 def defocus_table(results: dict[str, dict]) -> list[str]:
     """Lines: gains on the in-focus and defocused pixels of the partly defocused scenes."""
     lines = ["| weights | kind | scenes | in-focus px gain | defocused px gain | "
@@ -357,6 +383,8 @@ def natural_table(results: dict[str, dict]) -> list[str]:
 
 def markdown(results: dict[str, dict]) -> list[str]:
     """Every table, with its caption, for ``{weights: summary}``."""
+    from kpac_tf.data.soft_scenes import GROUND_GRAIN as grain
+
     return [
         "Scenes with sharp context, fed sharp: PSNR(result, input), dB (target: worst >= "
         f"{TARGET_WORST:.0f}, mean >= {TARGET_MEAN:.0f}; a network that changes nothing scores inf).",
@@ -364,6 +392,11 @@ def markdown(results: dict[str, dict]) -> list[str]:
         "Isolated ramps, no context: ambiguous by nature (a ramp alone cannot be told from a "
         "defocused edge), for information only. PSNR(result, input), dB, by ramp width:",
         "", *ramp_table(results), "",
+        "Soft grounds, no hard edge and no context (a smooth grain with a sigma of "
+        f"{grain[0]:g} to {grain[1]:g} px and soft blobs on a flat ground, as a microscope slide): as "
+        "ambiguous as a ramp, but met in real photographs; reported apart. PSNR(result, "
+        "input), dB:",
+        "", *ground_table(results), "",
         "The same scenes with one half of the frame out of focus (radius up to 6-8 px, noise "
         "1/255): PSNR gain over the input (dB) on the in-focus pixels (oracle radius < "
         f"{defocus_scores.IN_FOCUS_RADIUS:g} px) and on the defocused ones; means over scenes.",

@@ -24,7 +24,9 @@ apart from defocus. Kinds (:data:`SCENE_KINDS`):
 
 Apart from them, :func:`ramp_scenes` gives isolated ramps with no context at all,
 which cannot be told from a defocused edge (ambiguous by nature, for information
-only), and :func:`defocus_plan` a depth map per scene that puts part of the frame out
+only), :func:`ground_scenes` soft grounds with no hard edge anywhere (a smooth grain on
+a flat ground with soft-edged blobs, as a microscope slide or a painted wall; ambiguous
+in the same way, and met in real photographs), and :func:`defocus_plan` a depth map per scene that puts part of the frame out
 of focus, for :func:`kpac_tf.data.render.render_defocus_pair`.
 
 Shading is done in linear light; sharp shapes are drawn on a grid oversampled
@@ -47,11 +49,13 @@ from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 __all__ = [
     "DefocusPlan",
     "OVERSAMPLE",
+    "GROUND_GRAIN",
     "RAMP_CONTRASTS",
     "RAMP_WIDTHS",
     "SCENE_KINDS",
     "SoftScene",
     "defocus_plan",
+    "ground_scenes",
     "make_scene",
     "penumbra_widths",
     "ramp_scenes",
@@ -63,6 +67,8 @@ OVERSAMPLE = 3
 #: Kinds of scene with context, in report order.
 SCENE_KINDS = ("linear_gradient", "radial_gradient", "shadow", "shaded_surface", "facade", "sky",
                "mottled")
+#: Grain sizes (Gaussian sigma, pixels) of the soft grounds, first to last variant.
+GROUND_GRAIN = (1.5, 5.0)
 #: Widths (pixels) of the isolated ramps.
 RAMP_WIDTHS = (6, 12, 24, 48)
 #: Isolated ramps' end levels (sRGB): full and half contrast.
@@ -574,6 +580,40 @@ def ramp_scenes(size: int = 320, widths: tuple[int, ...] = RAMP_WIDTHS) -> list[
                                   np.zeros(grid.x.shape, bool), None, int(size),
                                   {"width": int(width), "contrast": contrast,
                                    "levels": [float(low), float(high)]}))
+    return scenes
+
+
+def _ground(rng: np.random.Generator, grid: _Grid, sigma: float) -> np.ndarray:
+    """A soft ground (fine-grid linear HxWx3): a flat colour (sRGB level 0.2-0.6) times a
+    smooth grain of sigma ``sigma`` px (4-10%), with two soft-edged blobs 15-45 px in
+    radius, 1.6-2.5x brighter, whose 2-6 px edges are ringed by a dark halo."""
+    size = grid.size
+    gain = 1.0 + rng.uniform(0.04, 0.10) * _blotches(rng, size, 2.0 * sigma)
+    linear = _colour(rng, rng.uniform(0.2, 0.6), 0.1)[None, None] * gain[..., None]
+    for _ in range(2):
+        cy, cx = rng.uniform(0.2, 0.8, 2) * size
+        radius, edge = rng.uniform(15.0, 45.0), rng.uniform(2.0, 6.0)
+        distance = np.hypot(grid.y - cy, grid.x - cx) - radius
+        inside = _ramp(-distance, edge)
+        halo = 1.0 - rng.uniform(0.3, 0.6) * np.exp(-np.maximum(distance, 0.0) / 6.0) * (1 - inside)
+        linear = linear * halo[..., None] * (1.0 + rng.uniform(0.6, 1.5) * inside[..., None])
+    return np.clip(linear, 0.0, 1.0).astype(np.float32)
+
+
+def ground_scenes(size: int = 320, seed: int = 0, variants: int = 4) -> list[SoftScene]:
+    """Soft grounds with no hard edge and no context, ``variants`` of them with a grain
+    sigma spread over :data:`GROUND_GRAIN` (px), deterministic per ``seed``. Ambiguous
+    by nature as a ramp is, but met in real photographs (microscope slides, walls,
+    paper): a network that sharpens their grain turns it into a crisp speckle."""
+    grid = _grid(int(size))
+    sigmas = np.geomspace(*GROUND_GRAIN, variants) if variants > 1 else [GROUND_GRAIN[0]]
+    scenes = []
+    for variant, sigma in enumerate(sigmas):
+        rng = np.random.default_rng([int(seed), 7919, variant])
+        scenes.append(_finish(f"ground-{variant}", "ground", _ground(rng, grid, float(sigma)),
+                              np.zeros(grid.x.shape, bool), None, int(size),
+                              {"grain_sigma": float(sigma), "seed": int(seed),
+                               "variant": variant}))
     return scenes
 
 
