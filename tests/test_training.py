@@ -293,3 +293,44 @@ def test_float16_loss_scaling_skips_overflowing_steps():
     for a, v in zip(after, network.trainable_variables):
         np.testing.assert_array_equal(v.numpy(), a)
     assert float(optimizer.dynamic_scale.numpy()) == scale / 2
+
+
+def test_the_anchor_adds_half_its_weight_times_the_squared_distance(rng, tmp_path):
+    from kpac_tf.train import anchor
+
+    keras.utils.set_random_seed(0)
+    trainer = loop.KPACTrainer(tiny_model(), anchor_weight=10.0)
+    trainer.compile(optimizer=loop.make_optimizer(quiet_config(steps=10, learning_rate=1e-9)))
+    path = weights.save_weights(trainer.network, tmp_path / "start.weights.npz")
+    anchor.load_anchor(trainer.anchor, tiny_model, str(path))
+    for a, w in zip(trainer.anchor, trainer.network.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), w.numpy())
+    trainer.anchor[0].assign_add(tf.fill(trainer.anchor[0].shape, 0.5))  # w - w0 = -0.5
+    blurred = tf.constant(rng.random((2, 32, 32, 3)).astype(np.float32))
+    sharp = tf.constant(rng.random((2, 32, 32, 3)).astype(np.float32))
+    mae = float(tf.reduce_mean(tf.abs(trainer.network(blurred) - sharp)))
+    logs = trainer.train_step((blurred, sharp))
+    penalty = 10.0 / 2 * 0.25 * trainer.anchor[0].shape.num_elements()
+    np.testing.assert_allclose(float(logs["loss"]), mae + penalty, rtol=1e-5)
+    np.testing.assert_allclose(float(logs["mae"]), mae, rtol=1e-5)
+    with pytest.raises(ValueError, match="anchor_weight"):
+        quiet_config(anchor_weight=-1.0)
+
+
+def test_an_anchored_run_stays_nearer_its_start_and_needs_init_from(tmp_path):
+    keras.utils.set_random_seed(42)
+    path = str(weights.save_weights(tiny_model(), tmp_path / "init.weights.npz"))
+    start = _arrays(path)
+
+    def distance(anchor_weight: float, name: str) -> float:
+        config = quiet_config(steps=6, batch_size=4, learning_rate=3e-3, anchor_weight=anchor_weight)
+        result = loop.train(tiny_model, tiny_data(), config, str(tmp_path / name), init_from=path)
+        assert result.record["config"]["anchor_weight"] == anchor_weight
+        return sum(float(((a - b) ** 2).sum()) for a, b in zip(_arrays(result.weights_path), start))
+
+    free, pulled = distance(0.0, "free"), distance(3e3, "pulled")
+    assert pulled < 0.5 * free
+    with pytest.raises(ValueError, match="init_from"):
+        loop.train(tiny_model, tiny_data(), quiet_config(steps=2, anchor_weight=1.0),
+                   str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()

@@ -97,6 +97,9 @@ flags.DEFINE_enum("pixel_loss", "mae", ["mae", "mse"], "Pixel loss: mae (the pap
                   "distance PSNR scores, e.g. for a short final phase).")
 flags.DEFINE_float("infocus_weight", 1.0, "Pixel-loss weight of pixels already in focus (oracle radius "
                    "< 1 px; synthetic and pool data only); 1: the paper's plain MAE.")
+flags.DEFINE_float("anchor_weight", 0.0, "Above 0: add anchor_weight/2 * sum((w - w0)^2) to the loss, "
+                   "w0 the --init_from weights (L2-SP), so a continued run keeps what it need "
+                   "not change; needs --init_from.")
 flags.DEFINE_enum("perceptual_distance", "squared", ["squared", "absolute"], "Feature distance.")
 flags.DEFINE_string("vgg19_weights", None, "Local VGG19 'notop' .h5 weights (default: download).")
 flags.DEFINE_string("init_from", None, "Initial weights (own file, authors' npz or preset) for a "
@@ -265,7 +268,8 @@ def _inputs():
         lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps, ema_decay=FLAGS.ema_decay,
         beta_1=FLAGS.beta1, beta_2=FLAGS.beta2,
         perceptual_weight=FLAGS.perceptual_weight, perceptual_distance=FLAGS.perceptual_distance,
-        pixel_loss=FLAGS.pixel_loss, infocus_weight=FLAGS.infocus_weight, vgg19_weights=FLAGS.vgg19_weights or "imagenet",
+        pixel_loss=FLAGS.pixel_loss, infocus_weight=FLAGS.infocus_weight,
+        anchor_weight=FLAGS.anchor_weight, vgg19_weights=FLAGS.vgg19_weights or "imagenet",
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         summary_every=FLAGS.summary_every, image_summary_every=FLAGS.image_summary_every,
         eval_every=FLAGS.eval_every, steps_per_loop=FLAGS.steps_per_loop,

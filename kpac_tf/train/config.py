@@ -36,6 +36,10 @@ class TrainConfig:
         below ``kpac_tf.train.loop.INFOCUS_RADIUS`` px) when the data carries radius
         maps (synthetic and pooled pairs); other pixels weigh 1. Above 1 it penalises
         changing in-focus content; 1 is the paper's plain MAE.
+    anchor_weight: above 0, the loss adds ``anchor_weight / 2 * sum((w - w0) ** 2)``
+        over the trainable weights, ``w0`` being the ``init_from`` weights the run
+        started from (L2-SP, :mod:`kpac_tf.train.anchor`), so a continued run keeps
+        what it does not need to change; needs ``init_from``. 0: no pull.
     perceptual_distance: "squared" or "absolute" feature distance.
     vgg19_weights: "imagenet" (download), a local notop .h5 path, or None (random;
         tests only).
@@ -59,6 +63,7 @@ class TrainConfig:
     perceptual_weight: float = 0.0
     pixel_loss: str = "mae"
     infocus_weight: float = 1.0
+    anchor_weight: float = 0.0
     perceptual_distance: str = "squared"
     vgg19_weights: str | None = "imagenet"
     checkpoint_every: int = 1000
@@ -89,6 +94,8 @@ class TrainConfig:
         klosses.check_pixel_loss(self.pixel_loss)
         if self.infocus_weight <= 0:
             raise ValueError(f"infocus_weight must be positive, got {self.infocus_weight}.")
+        if self.anchor_weight < 0:
+            raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight}.")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}.")
         if self.steps_per_loop < 1:

@@ -55,6 +55,7 @@ from absl import logging
 from kpac_tf.data import pipeline as kpipe
 from kpac_tf.evaluation.metrics import batch_psnr
 from kpac_tf.files import error_line
+from kpac_tf.train import anchor as kanchor
 from kpac_tf.train import checkpoints as kckpt
 from kpac_tf.train import ema as kema
 from kpac_tf.train import losses as klosses
@@ -140,11 +141,15 @@ def train(
         VGGWeightsError / FileNotFoundError: perceptual loss weights unavailable.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    if config.anchor_weight > 0 and not init_from:
+        raise ValueError("anchor_weight pulls toward the init_from weights; give init_from.")
     paths = _open_workdir(strategy, config, workdir)
     _check_data(data)
     keras.utils.set_random_seed(config.seed)
     run = _build_run(model_fn, config, strategy, paths)
     _restore_or_initialise(run, init_from)
+    if run.trainer.anchor:
+        kanchor.load_anchor(run.trainer.anchor, model_fn, init_from)
     if _already_finished(run, config):
         logging.info("Already at step %d of %d: nothing to do; nothing is written.", run.start_step,
                      config.steps)
@@ -186,8 +191,10 @@ class KPACTrainer(keras.Model):
         infocus_weight: pixel-loss weight of in-focus pixels (radius < ``INFOCUS_RADIUS``)
             for batches that carry radius maps.
         pixel_loss: "mae" (the paper) or "mse" (see :data:`kpac_tf.train.losses.PIXEL_LOSSES`).
+        anchor_weight: above 0, the L2 pull toward the start weights
+            (:mod:`kpac_tf.train.anchor`); ``anchor`` then holds them (filled by the caller).
 
-    ``train_step`` logs ``loss`` (the total), ``mae`` (the weighted MAE, whatever the
+    ``train_step`` logs ``loss`` (the total, with the pull), ``mae`` (the weighted MAE, whatever the
     pixel loss, so that runs stay comparable) and ``perceptual``.
 
     ``train_step((inputs, target[, radius]))`` returns the global-batch mean losses *of this
@@ -199,7 +206,7 @@ class KPACTrainer(keras.Model):
 
     def __init__(self, network: keras.Model, perceptual: klosses.PerceptualLoss | None = None,
                  perceptual_weight: float = 0.0, infocus_weight: float = 1.0,
-                 pixel_loss: str = "mae", **kwargs):
+                 pixel_loss: str = "mae", anchor_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if perceptual_weight > 0 and perceptual is None:
             raise ValueError("A positive perceptual weight needs a PerceptualLoss.")
@@ -208,6 +215,8 @@ class KPACTrainer(keras.Model):
         self.perceptual = perceptual
         self.perceptual_weight = float(perceptual_weight)
         self.infocus_weight = float(infocus_weight)
+        self.anchor_weight = float(anchor_weight)
+        self.anchor = kanchor.anchor_variables(network) if anchor_weight > 0 else []
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
@@ -237,6 +246,9 @@ class KPACTrainer(keras.Model):
             output = tf.cast(self.network(inputs, training=True), tf.float32)
             per_example = self.per_example_losses(target, output, radius)
             loss = tf.nn.compute_average_loss(per_example["total"])
+            if self.anchor:  # once per global batch: each replica adds its share
+                loss += tf.nn.scale_regularization_loss(
+                    kanchor.anchor_penalty(variables, self.anchor, self.anchor_weight))
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -395,7 +407,7 @@ def _build_run(model_fn: Callable[[], keras.Model], config: TrainConfig,
         if config.perceptual_weight > 0:
             perceptual = klosses.PerceptualLoss(config.vgg19_weights, config.perceptual_distance)
         trainer = KPACTrainer(network, perceptual, config.perceptual_weight, config.infocus_weight,
-                              config.pixel_loss)
+                              config.pixel_loss, config.anchor_weight)
         loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
         optimizer = make_optimizer(config, loss_scaling)
         trainer.compile(optimizer=optimizer, jit_compile=False)
