@@ -162,6 +162,43 @@ def test_pairs_per_photo_renders_several_pairs_of_each_photo(tmp_path):
         raise AssertionError("a folder rendered with another pair count was reused")
 
 
+def _flat_stamps(root: Path, colours: dict[str, tuple[int, int, int]]) -> Path:
+    """A stamps/ folder: per split one opaque disc stamp of one pure colour."""
+    yy, xx = np.mgrid[0:40, 0:40]
+    alpha = (((yy - 20) ** 2 + (xx - 20) ** 2) < 18 ** 2) * 255
+    for split, colour in colours.items():
+        (root / "stamps" / split).mkdir(parents=True)
+        rgb = np.broadcast_to(np.array(colour), (40, 40, 3))
+        Image.fromarray(np.dstack([rgb, alpha]).astype(np.uint8)).save(root / "stamps" / split / "disc.png")
+    return root / "stamps"
+
+
+def test_stamp_pairs_paste_the_same_splits_stamps_over_its_photos(tmp_path):
+    """render_split: the "stamps" set holds stamp_pairs pairs of the split's photos with
+    that split's stamps pasted into the sharp target (val stamps for val, held-out
+    stamps for held-out, never the training ones)."""
+    for split in ("val", "heldout"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        Image.fromarray(np.full((64, 72, 3), 128, np.uint8)).save(tmp_path / "photos" / split / "grey.png")
+    stamps = _flat_stamps(tmp_path, {"train": (0, 0, 255), "val": (255, 0, 0), "heldout": (0, 255, 0)})
+    for split, channel in (("val", 0), ("heldout", 1)):
+        folder = defocus_scores.render_split(tmp_path / "bench", str(tmp_path / "photos"), split,
+                                             skimage_pairs=0, seed=5, stamps=str(stamps), stamp_pairs=2)
+        targets = sorted((folder / "stamps" / "test_c" / "target").iterdir())
+        assert len(targets) == 2 and len(list((folder / "photos" / "test_c" / "target").iterdir())) == 1
+        for path in targets:
+            image = np.asarray(Image.open(path), np.float64)
+            pure = image[..., channel] > 0.9 * image.max()
+            assert pure.mean() > 0.02  # the split's stamp is in the sharp scene
+            assert (image[..., 2] < 0.9 * image.max()).all()  # no training stamp
+    with pytest.raises(ValueError, match="give --photos"):
+        defocus_scores.render_split(tmp_path / "b2", None, "val", skimage_pairs=1, seed=5,
+                                    stamps=str(stamps), stamp_pairs=2)
+    with pytest.raises(ValueError, match="no stamps"):
+        defocus_scores.render_split(tmp_path / "b3", str(tmp_path / "photos"), "val", skimage_pairs=0,
+                                    seed=5, stamps=str(tmp_path / "nowhere"), stamp_pairs=2)
+
+
 def test_pairs_group_by_the_focus_label_or_the_photo_they_come_from(monkeypatch, tmp_path):
     """run_benchmark: with grouping "focus" a bokeh photo's pairs are summarised apart
     from sharp ones, with "photo" each source photo is a row; the paired difference

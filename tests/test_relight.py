@@ -157,5 +157,7 @@ def test_generator_pastes_stamps_only_when_enabled(tmp_path, rng):
     source = SyntheticDefocusSource(64, photos="skimage:astronaut", config=config, seed=1)
     pair = source.pair(0)
     assert pair.info["depth_model"].endswith("+stamps")
+    with pytest.raises(ValueError, match="stamp_split must be one of train, val, heldout"):
+        SyntheticDefocusSource(64, photos="skimage:astronaut", config=config, stamp_split="test")
     with pytest.raises(ValueError, match="stamp_dir"):
         synthetic_config_from_overrides(["stamps=0.5"])

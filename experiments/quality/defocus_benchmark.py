@@ -14,7 +14,10 @@ Each weights file then deblurs every pair in this process, and the script prints
 photo set, the mean over pairs of: PSNR of the input and of the output, the PSNR gain,
 the gain on the pixels whose oracle blur radius is >= 1 px (defocused) and on those
 below 1 px (in focus), SSIM, and the worst pair's gain, then the gain by oracle blur
-radius (0-1, 1-2, 2-4, 4-8 and 8+ px). ``--group_by=focus`` splits each photo set by the
+radius (0-1, 1-2, 2-4, 4-8 and 8+ px). ``--stamps=DIR --stamp_pairs=N`` adds N pairs of
+the split's photos with one to three photographic stamps of the same split pasted over
+them as near layers (objects with their own shading, in focus or not; set "stamps"), a
+wider guard of in-focus natural content than a few photos. ``--group_by=focus`` splits each photo set by the
 focus label of the source photos (a photo holding real bokeh is not held to the in-focus
 figure: sharpening its background is the job), ``--group_by=photo`` by source photo.
 With several weights it also
@@ -42,6 +45,10 @@ flags.DEFINE_list("weights", ["kpac-3level"], "Weights to score (presets or file
 flags.DEFINE_integer("skimage_pairs", 2, "Pairs per held-out scikit-image photo (0: none).")
 flags.DEFINE_integer("pairs_per_photo", 1, "Pairs per photo of the folder's split (different "
                      "crops and defocus; for a split of few photos).")
+flags.DEFINE_string("stamps", None, "A stamp folder (DIR/stamps of fetch_training_photos "
+                    "--natural_out=DIR): --stamp_pairs pairs of the split's photos with "
+                    "stamps of the same split pasted over them, scored as the set 'stamps'.")
+flags.DEFINE_integer("stamp_pairs", 0, "Pairs with pasted stamps (needs --photos and --stamps).")
 flags.DEFINE_integer("seed", 11, "Render seed.")
 flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 flags.DEFINE_enum("group_by", "set", defocus_scores.GROUPINGS,
@@ -56,7 +63,8 @@ def main(argv: list[str]) -> int:
     try:
         results = defocus_scores.run_benchmark(FLAGS.photos, FLAGS.split, FLAGS.benchmark_dir,
                                                FLAGS.weights, FLAGS.skimage_pairs, FLAGS.seed,
-                                               FLAGS.pairs_per_photo, FLAGS.group_by)
+                                               FLAGS.pairs_per_photo, FLAGS.group_by,
+                                               FLAGS.stamps, FLAGS.stamp_pairs)
     except (ValueError, FileNotFoundError) as error:
         runner.error(str(error))
         return runner.EXIT_FAILED

@@ -72,32 +72,49 @@ def group_key(score: PairScore, grouping: str) -> str:
     raise ValueError(f"Group pairs by one of {', '.join(GROUPINGS)}, not {grouping!r}.")
 
 
+def _split_photos(photos: str, split: str) -> list[str]:
+    """The PNG photos of ``photos/split``; ValueError when there are none."""
+    split_dir = Path(photos) / split
+    files = sorted(p for p in split_dir.iterdir() if p.suffix == ".png") if split_dir.is_dir() else []
+    if not files:
+        raise ValueError(f"{split_dir}: no photos; run python -m kpac_tf.tools.fetch_training_photos.")
+    return [str(f) for f in files]
+
+
 def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int, seed: int,
-                 pairs_per_photo: int = 1) -> Path:
+                 pairs_per_photo: int = 1, stamps: str | None = None,
+                 stamp_pairs: int = 0) -> Path:
     """Writes the benchmark pairs (once) and returns the folder holding groups of pairs:
     ``pairs_per_photo`` pairs of every photo of the folder's split (different crops and
-    defocus), ``skimage_pairs`` of every held-out scikit-image photo."""
+    defocus), ``skimage_pairs`` of every held-out scikit-image photo, and ``stamp_pairs``
+    pairs of the split's photos with one to three photographic stamps of the same split
+    of ``stamps`` (a ``stamps/`` folder made by ``fetch_training_photos --natural_out``)
+    pasted as near layers: objects with their natural shading, in focus or not."""
     from kpac_tf.data.dpdd_writer import write_dpdd_layout
     from kpac_tf.data.pairs import synthetic_config_from_overrides
     from kpac_tf.data.photos import SKIMAGE_HELDOUT_SAMPLES
 
-    config = synthetic_config_from_overrides(BENCHMARK_OPTIONS)
     folder = root / split
+    plain = synthetic_config_from_overrides(BENCHMARK_OPTIONS)
     groups = []
     if photos:
-        split_dir = Path(photos) / split
-        files = sorted(p for p in split_dir.iterdir() if p.suffix == ".png") if split_dir.is_dir() else []
-        if not files:
-            raise ValueError(f"{Path(photos) / split}: no photos; run "
-                             "python -m kpac_tf.tools.fetch_training_photos.")
-        groups.append(("photos", [str(f) for f in files], len(files) * pairs_per_photo))
+        files = _split_photos(photos, split)
+        groups.append(("photos", files, len(files) * pairs_per_photo, plain))
+        if stamps and stamp_pairs:
+            if not (Path(stamps) / split).is_dir():
+                raise ValueError(f"{Path(stamps) / split}: no stamps; run python -m "
+                                 "kpac_tf.tools.fetch_training_photos --natural_out=DIR.")
+            pasted = synthetic_config_from_overrides(BENCHMARK_OPTIONS + ("stamps=1", f"stamp_dir={stamps}"))
+            groups.append(("stamps", files, stamp_pairs, pasted))
+    elif stamps and stamp_pairs:
+        raise ValueError("Stamp pairs are pasted over the --photos split's photos: give --photos.")
     if skimage_pairs:
-        groups.append(("skimage", "skimage-heldout", skimage_pairs * len(SKIMAGE_HELDOUT_SAMPLES)))
-    for group, sources, count in groups:
+        groups.append(("skimage", "skimage-heldout", skimage_pairs * len(SKIMAGE_HELDOUT_SAMPLES), plain))
+    for group, sources, count, config in groups:
         record = folder / group / "test_c" / "synthetic.json"  # written last: the group is complete
         if not record.exists():
             write_dpdd_layout(folder / group, count, "test", photos=sources, seed=seed, bit_depth=16,
-                              config=config)
+                              config=config, stamp_split=split)
             continue
         held = len(json.loads(record.read_text())["images"])
         if held != count:
@@ -241,14 +258,16 @@ def radius_table(results: dict[str, dict[str, dict]]) -> list[str]:
 
 def run_benchmark(photos: str | None, split: str, benchmark_dir: str, weights: list[str],
                   skimage_pairs: int = 2, seed: int = 11, pairs_per_photo: int = 1,
-                  grouping: str = "set") -> dict[str, dict[str, dict]]:
+                  grouping: str = "set", stamps: str | None = None,
+                  stamp_pairs: int = 0) -> dict[str, dict[str, dict]]:
     """{weights: {group: summary}} for every weights; groups are the photo sets
     (photos, skimage), or finer under ``grouping`` (:func:`group_key`). The summaries of
     every weights after the first hold ``vs_first``, the :func:`paired_difference`
     against the first."""
     if grouping not in GROUPINGS:
         raise ValueError(f"Group pairs by one of {', '.join(GROUPINGS)}, not {grouping!r}.")
-    folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed, pairs_per_photo)
+    folder = render_split(Path(benchmark_dir), photos, split, skimage_pairs, seed, pairs_per_photo,
+                          stamps, stamp_pairs)
     results, first = {}, None
     for spec in weights:
         members: dict[str, list[PairScore]] = {}

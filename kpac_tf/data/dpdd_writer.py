@@ -67,7 +67,7 @@ def write_dpdd_layout(out_dir, count: int, split: str = "test", *,
                       photos="skimage-heldout", dead_leaves_fraction: float = 0.0,
                       size=None, bit_depth: int = 16, seed: int = 2021,
                       config: Optional[SyntheticConfig] = None,
-                      save_radius: bool = True) -> dict:
+                      save_radius: bool = True, stamp_split: Optional[str] = None) -> dict:
     """Writes synthetic pairs in the DPDD folder layout (see the module docstring).
 
     Args:
@@ -83,6 +83,8 @@ def write_dpdd_layout(out_dir, count: int, split: str = "test", *,
       seed: generator seed.
       config: random ranges.
       save_radius: also write the oracle radius maps (:func:`read_radius_map`).
+      stamp_split: the stamp folder's subfolder pasted from when ``config.stamps``
+        > 0 ("train", "val" or "heldout"; None: "train").
 
     Returns:
       The metadata dictionary written to ``synthetic.json`` (per image: source, mean
@@ -94,7 +96,7 @@ def write_dpdd_layout(out_dir, count: int, split: str = "test", *,
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
     source = SyntheticDefocusSource(size if size is not None else 256, photos=photos,
                                     dead_leaves_fraction=dead_leaves_fraction,
-                                    config=config, seed=seed)
+                                    config=config, seed=seed, stamp_split=stamp_split)
     root = os.path.join(os.fspath(out_dir), f"{split}_c")
     folders = _split_folders(root, save_radius)
     choose = np.random.default_rng([seed, 99])

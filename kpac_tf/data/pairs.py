@@ -21,6 +21,7 @@ import numpy as np
 from kpac_tf.data import dead_leaves as _dl
 from kpac_tf.data import grounds as _grounds
 from kpac_tf.data import photos as _photos
+from kpac_tf.data.texture_photos import SPLITS as _SPLITS
 from kpac_tf.data import relight as _relight
 from kpac_tf.data import stamps as _stamps
 from kpac_tf.data.depth import DEPTH_MODELS, random_depth
@@ -232,12 +233,15 @@ class SyntheticDefocusSource:
       max_photo_side: user photos larger than this are downscaled on load (so a
         crop shows a scene, not a texture); None keeps the full size.
       held_out: validation scenes: stamps come from the stamp folder's ``val/``.
+      stamp_split: the stamp folder's subfolder to paste from ("train", "val" or
+        "heldout"); None: ``val`` when ``held_out``, else ``train``.
     """
 
     def __init__(self, crop_size=256, *, photos="skimage-train",
                  dead_leaves_fraction: float = 0.5, config: Optional[SyntheticConfig] = None,
                  seed: int = 0, crops_per_photo: Optional[int] = None, cache_size: int = 32,
-                 max_photo_side: Optional[int] = 1680, held_out: bool = False):
+                 max_photo_side: Optional[int] = 1680, held_out: bool = False,
+                 stamp_split: Optional[str] = None):
         self.height, self.width = _as_size(crop_size)
         if self.height < 1 or self.width < 1:
             raise ValueError(f"crop_size must be positive, got {crop_size}.")
@@ -251,8 +255,11 @@ class SyntheticDefocusSource:
         if crops_per_photo is None:
             crops_per_photo = 1 if len(self.photos) <= cache_size else 8
         self.crops_per_photo = max(1, int(crops_per_photo))
-        self._stamps = (_stamps.StampSet(os.path.join(self.config.stamp_dir,
-                                                      "val" if held_out else "train"))
+        stamp_split = stamp_split or ("val" if held_out else "train")
+        if stamp_split not in _SPLITS:
+            raise ValueError(f"stamp_split must be one of {', '.join(_SPLITS)}, "
+                             f"not {stamp_split!r}.")
+        self._stamps = (_stamps.StampSet(os.path.join(self.config.stamp_dir, stamp_split))
                         if self.config.stamps > 0 else None)
 
     def __iter__(self) -> Iterator[DefocusPair]:
