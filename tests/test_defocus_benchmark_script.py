@@ -191,6 +191,9 @@ def test_stamp_pairs_paste_the_same_splits_stamps_over_its_photos(tmp_path):
             pure = image[..., channel] > 0.9 * image.max()
             assert pure.mean() > 0.02  # the split's stamp is in the sharp scene
             assert (image[..., 2] < 0.9 * image.max()).all()  # no training stamp
+    alone = defocus_scores.render_split(tmp_path / "b4", str(tmp_path / "photos"), "val", skimage_pairs=0,
+                                        seed=5, pairs_per_photo=0, stamps=str(stamps), stamp_pairs=1)
+    assert sorted(p.name for p in alone.iterdir()) == ["stamps"]
     with pytest.raises(ValueError, match="give --photos"):
         defocus_scores.render_split(tmp_path / "b2", None, "val", skimage_pairs=1, seed=5,
                                     stamps=str(stamps), stamp_pairs=2)

@@ -44,7 +44,8 @@ flags.DEFINE_string("benchmark_dir", "defocus_benchmark", "Where the pairs are w
 flags.DEFINE_list("weights", ["kpac-3level"], "Weights to score (presets or files).")
 flags.DEFINE_integer("skimage_pairs", 2, "Pairs per held-out scikit-image photo (0: none).")
 flags.DEFINE_integer("pairs_per_photo", 1, "Pairs per photo of the folder's split (different "
-                     "crops and defocus; for a split of few photos).")
+                     "crops and defocus; for a split of few photos; 0: none, with --stamps "
+                     "the photos only carry the stamps).")
 flags.DEFINE_string("stamps", None, "A stamp folder (DIR/stamps of fetch_training_photos "
                     "--natural_out=DIR): --stamp_pairs pairs of the split's photos with "
                     "stamps of the same split pasted over them, scored as the set 'stamps'.")

@@ -86,7 +86,7 @@ def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int,
                  stamp_pairs: int = 0) -> Path:
     """Writes the benchmark pairs (once) and returns the folder holding groups of pairs:
     ``pairs_per_photo`` pairs of every photo of the folder's split (different crops and
-    defocus), ``skimage_pairs`` of every held-out scikit-image photo, and ``stamp_pairs``
+    defocus; 0: none, the photos only carry the stamps), ``skimage_pairs`` of every held-out scikit-image photo, and ``stamp_pairs``
     pairs of the split's photos with one to three photographic stamps of the same split
     of ``stamps`` (a ``stamps/`` folder made by ``fetch_training_photos --natural_out``)
     pasted as near layers: objects with their natural shading, in focus or not."""
@@ -99,7 +99,8 @@ def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int,
     groups = []
     if photos:
         files = _split_photos(photos, split)
-        groups.append(("photos", files, len(files) * pairs_per_photo, plain))
+        if pairs_per_photo:
+            groups.append(("photos", files, len(files) * pairs_per_photo, plain))
         if stamps and stamp_pairs:
             if not (Path(stamps) / split).is_dir():
                 raise ValueError(f"{Path(stamps) / split}: no stamps; run python -m "
