@@ -21,12 +21,12 @@ import numpy as np
 from kpac_tf.data import dead_leaves as _dl
 from kpac_tf.data import grounds as _grounds
 from kpac_tf.data import photos as _photos
-from kpac_tf.data.texture_photos import SPLITS as _SPLITS
 from kpac_tf.data import relight as _relight
 from kpac_tf.data import stamps as _stamps
 from kpac_tf.data.depth import DEPTH_MODELS, random_depth
 from kpac_tf.data.render import (DefocusPair, add_noise, pick_margin, radius_from_depth,
                                  render_defocus_pair, render_layers, soften)
+from kpac_tf.data.texture_photos import SPLITS as _SPLITS
 from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
 __all__ = [
