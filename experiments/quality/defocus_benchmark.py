@@ -18,10 +18,10 @@ radius (0-1, 1-2, 2-4, 4-8 and 8+ px). ``--stamps=DIR --stamp_pairs=N`` adds N p
 the split's photos with one to three photographic stamps of the same split pasted over
 them as near layers (objects with their own shading, in focus or not; set "stamps"), a
 wider guard of in-focus natural content than a few photos. ``--group_by=focus`` splits
-each photo set by the focus label of the source photos (a photo holding real bokeh is not held to the in-focus
-figure: sharpening its background is the job), ``--group_by=photo`` by source photo.
-With several weights it also
-prints each one's PSNR difference from the first, pair by pair: the mean, its standard
+each photo set by the focus label of the source photos (a photo holding real bokeh is
+not held to the in-focus figure: sharpening its background is the job),
+``--group_by=photo`` by source photo. With several weights it also prints each one's
+PSNR difference from the first, pair by pair: the mean, its standard
 error and their ratio t (how far the difference stands above the pair-to-pair noise).
 Protocol: 8-bit, outputs clipped, PSNR over all pixels and channels, SSIM =
 scikit-image defaults.

@@ -87,8 +87,9 @@ def render_split(root: Path, photos: str | None, split: str, skimage_pairs: int,
     """Writes the benchmark pairs (once) and returns the folder holding groups of pairs:
     ``pairs_per_photo`` pairs of every photo of the folder's split (different crops and
     defocus; 0: none, the photos only carry the stamps), ``skimage_pairs`` of every
-    held-out scikit-image photo, and ``stamp_pairs`` pairs of the split's photos with one to three photographic stamps of the same split
-    of ``stamps`` (a ``stamps/`` folder made by ``fetch_training_photos --natural_out``)
+    held-out scikit-image photo, and ``stamp_pairs`` pairs of the split's photos with
+    one to three photographic stamps of the same split of ``stamps`` (a ``stamps/``
+    folder made by ``fetch_training_photos --natural_out``)
     pasted as near layers: objects with their natural shading, in focus or not."""
     from kpac_tf.data.dpdd_writer import write_dpdd_layout
     from kpac_tf.data.pairs import synthetic_config_from_overrides
