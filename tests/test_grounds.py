@@ -70,3 +70,54 @@ def test_the_generator_draws_grounds_only_when_asked():
     assert set(_sources("grounds=0.5")) == {"dead_leaves", "ground"}
     with pytest.raises(ValueError, match="probabilities"):
         synthetic_config_from_overrides(["grounds=2"])
+
+
+def _texture(height: int, width: int, seed: int) -> np.ndarray:
+    """A sharp sRGB texture (HxWx3 in [0, 1]): pixel noise around mid-grey."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + 0.2 * rng.standard_normal((height, width, 3)), 0.0, 1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ground_patches_replace_part_of_a_photo_with_soft_ground(seed):
+    photo = _texture(96, 96, seed)
+    patched = grounds.paste_ground_patches(photo, np.random.default_rng(seed))
+    assert patched.shape == photo.shape and patched.dtype == np.float32
+    assert 0.0 <= float(patched.min()) and float(patched.max()) <= 1.0
+    np.testing.assert_array_equal(photo, _texture(96, 96, seed))  # the input is kept
+    # Where the patch lies, the pixel noise of the texture is gone: neighbours differ
+    # by a few percent, against about 0.25 on the texture.
+    steps = np.abs(np.diff(patched, axis=1)).mean(axis=2)
+    covered = steps < 0.05
+    assert 0.03 < covered.mean() < 0.97
+    assert float(np.abs(np.diff(photo, axis=1)).mean()) > 0.15
+    # Its level follows the photo's (0.5-1.5x its mean linear light).
+    assert 0.15 < float(patched[:, 1:][covered].mean()) < 0.85
+
+
+def test_ground_patches_are_a_function_of_the_seed():
+    photo = _texture(64, 64, 0)
+    a = grounds.paste_ground_patches(photo, np.random.default_rng(3))
+    b = grounds.paste_ground_patches(photo, np.random.default_rng(3))
+    c = grounds.paste_ground_patches(photo, np.random.default_rng(4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_the_generator_pastes_ground_patches_into_photos_only_when_asked():
+    def patched(*options: str) -> list[bool]:
+        config = synthetic_config_from_overrides(["sharp_probability=1", *options])
+        source = SyntheticDefocusSource(64, photos="skimage:astronaut", dead_leaves_fraction=0.0,
+                                        config=config, seed=2)
+        return [source.pair(index).info["ground_patches"] for index in range(6)]
+
+    assert set(patched()) == {False}
+    assert set(patched("ground_patches=1")) == {True}
+    # With no defocus the target and the input share the patch.
+    config = synthetic_config_from_overrides(["sharp_probability=1", "ground_patches=1",
+                                              "noise_sigma=0"])
+    pair = SyntheticDefocusSource(64, photos="skimage:astronaut", dead_leaves_fraction=0.0,
+                                  config=config, seed=2).pair(0)
+    np.testing.assert_allclose(pair.blurred, pair.sharp, atol=1e-6)
+    with pytest.raises(ValueError, match="probabilities"):
+        synthetic_config_from_overrides(["ground_patches=-0.5"])

@@ -21,6 +21,7 @@ from PIL import Image
 
 from kpac_tf import cpu
 from kpac_tf.data import pipeline, pool, texture_photos
+from kpac_tf.data.pairs import SyntheticConfig
 from kpac_tf.files import current_umask
 from kpac_tf.model import builder, precision
 from kpac_tf.train import loop
@@ -153,6 +154,17 @@ def test_pool_renders_resumes_and_feeds_the_pipeline(tmp_path):
     assert len(os.listdir(os.path.join(out, "target"))) == 4
     with pytest.raises(ValueError, match="other settings"):
         pool.render_pool(out, 4, kinds=["deadleaves"], size=64, seed=3)
+    # A pool made before a renderer field existed (at its default then) still grows.
+    record_path = os.path.join(out, pool.POOL_RECORD)
+    with open(record_path) as handle:
+        old = json.load(handle)
+    del old["config"]["ground_patches"]
+    with open(record_path, "w") as handle:
+        json.dump(old, handle)
+    assert pool.render_pool(out, 4, kinds=["deadleaves"], size=48, seed=3)["count"] == 4
+    with pytest.raises(ValueError, match="other settings"):
+        pool.render_pool(out, 4, kinds=["deadleaves"], size=48, seed=3,
+                         config=SyntheticConfig(ground_patches=0.5))
     # Pair i of the pool is pair i of the seeded stream.
     from kpac_tf.data import pairs
 

@@ -11,9 +11,12 @@ sharp target:
   :class:`kpac_tf.data.dead_leaves.DeadLeavesLayers`), so the layered defocus renderer
   blurs it like any dead-leaves scene. Layer 0 is the ground with its in-plane blobs;
   up to two more layers hold soft blobs nearer to the camera.
+* :func:`paste_ground_patches`: one or two patches of such a ground pasted into the
+  plane of a sharp photo, so soft content sits right beside sharp texture at the same
+  depth and the network has to read the context to tell it from defocus.
 
-Colours are linear light, layers premultiplied by alpha, float32 [K, 4, H, W] in
-[0, 1] (a blob may reach ``light_gain``). NumPy and SciPy only; every draw comes from
+Layer colours are linear light, premultiplied by alpha, float32 [K, 4, H, W] in
+[0, 1] (a blob may reach ``light_gain``); photos are float32 HWC sRGB in [0, 1]. NumPy and SciPy only; every draw comes from
 the generator given, so a scene is a function of its seed.
 """
 from __future__ import annotations
@@ -24,9 +27,10 @@ import numpy as np
 from scipy import ndimage
 
 from kpac_tf.data.dead_leaves import DeadLeavesLayers
-from kpac_tf.data.relight import illumination_field, soft_edge
+from kpac_tf.data.relight import illumination_field, region_shape, soft_edge
+from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
-__all__ = ["grain_field", "ground_layers", "ripple_field"]
+__all__ = ["grain_field", "ground_layers", "paste_ground_patches", "ripple_field"]
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -99,6 +103,27 @@ def _paint_blob(layer: np.ndarray, ground: np.ndarray, alpha: np.ndarray,
     layer[3] = alpha + layer[3] * (1.0 - alpha)
 
 
+def _ground_plane(height: int, width: int, rng: np.random.Generator,
+                  light_gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """The opaque ground layer of :func:`ground_layers`: (float32 [4, H, W], linear RGB
+    premultiplied with alpha 1; its ground colour, float32 [3] linear)."""
+    ground = _ground_colour(rng)
+    gain = grain_field(height, width, rng)
+    if rng.random() < 0.5:
+        gain = gain * ripple_field(height, width, rng)
+    if rng.random() < 0.5:
+        gain = gain * (0.7 + 0.3 * illumination_field(height, width, rng))
+    base = np.zeros((4, height, width), np.float32)
+    base[:3] = ground[:, None, None] * gain[None]
+    base[3] = 1.0
+    for _ in range(int(rng.integers(0, 4))):
+        alpha, radius, _ = _blob(height, width, rng)
+        if rng.random() < 0.5:
+            base[:3] *= _halo(alpha, radius, rng)[None]
+        _paint_blob(base, ground, alpha, rng, light_gain)
+    return base, ground
+
+
 def ground_layers(height: int, width: int, rng: np.random.Generator, *,
                   light_gain: float = 1.0) -> DeadLeavesLayers:
     """A soft ground scene as 1-3 depth layers (far first; layer 0 opaque).
@@ -116,20 +141,7 @@ def ground_layers(height: int, width: int, rng: np.random.Generator, *,
     Returns:
       A :class:`kpac_tf.data.dead_leaves.DeadLeavesLayers` of float32 [K, 4, H, W].
     """
-    ground = _ground_colour(rng)
-    gain = grain_field(height, width, rng)
-    if rng.random() < 0.5:
-        gain = gain * ripple_field(height, width, rng)
-    if rng.random() < 0.5:
-        gain = gain * (0.7 + 0.3 * illumination_field(height, width, rng))
-    base = np.zeros((4, height, width), np.float32)
-    base[:3] = ground[:, None, None] * gain[None]
-    base[3] = 1.0
-    for _ in range(int(rng.integers(0, 4))):
-        alpha, radius, _ = _blob(height, width, rng)
-        if rng.random() < 0.5:
-            base[:3] *= _halo(alpha, radius, rng)[None]
-        _paint_blob(base, ground, alpha, rng, light_gain)
+    base, ground = _ground_plane(height, width, rng, light_gain)
     layers = [base]
     for _ in range(2):
         if rng.random() < 0.3:
@@ -138,3 +150,30 @@ def ground_layers(height: int, width: int, rng: np.random.Generator, *,
             layers.append(near)
     depths = np.sort(rng.uniform(0.0, 1.0, len(layers)))[::-1].astype(np.float32)
     return DeadLeavesLayers(rgba=np.stack(layers).astype(np.float32), depths=depths)
+
+
+def paste_ground_patches(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A sharp photo with one or two soft-ground patches pasted into its own plane.
+
+    Each patch is the opaque ground of :func:`ground_layers` (grain, ripples, soft
+    blobs with halos), rescaled to 0.5-1.5x the photo's mean linear level and pasted
+    over a half-plane, an ellipse or a band (:func:`kpac_tf.data.relight.region_shape`)
+    whose border is 0.7-6 px wide (10-90%, drawn log-uniformly). The depth map is left
+    alone: the patch lies at the photo's depth, in focus wherever the photo is.
+
+    Args:
+      image: float32 HxWx3 sRGB in [0, 1].
+      rng: random generator.
+
+    Returns:
+      A new float32 HxWx3 sRGB image in [0, 1].
+    """
+    height, width = image.shape[:2]
+    linear = srgb_to_linear(np.asarray(image, np.float32))
+    level = max(float(linear.mean()), 0.02)
+    for _ in range(int(rng.integers(1, 3))):
+        ground = _ground_plane(height, width, rng, 1.0)[0][:3].transpose(1, 2, 0)
+        ground = ground * (level * rng.uniform(0.5, 1.5) / max(float(ground.mean()), 1e-6))
+        mask = soft_edge(region_shape(height, width, rng), _log_uniform(rng, 0.7, 6.0))
+        linear = linear * (1.0 - mask[..., None]) + np.clip(ground, 0.0, 1.0) * mask[..., None]
+    return np.ascontiguousarray(linear_to_srgb(np.clip(linear, 0.0, 1.0)), np.float32)

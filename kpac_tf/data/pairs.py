@@ -84,6 +84,9 @@ class SyntheticConfig:
         (a flat ground with a smooth grain, faint ripples and soft blobs with halos;
         :func:`kpac_tf.data.grounds.ground_layers`), as a wall or a microscope slide
         in focus. 0: never.
+      ground_patches: share of photo scenes with one or two patches of such a soft ground
+        pasted into the photo's own plane (:func:`kpac_tf.data.grounds.paste_ground_patches`),
+        so soft content lies beside sharp texture at the same depth. 0: never.
       shaded_leaves: share of dead-leaves scenes whose shapes are shaded by smooth
         gradients instead of flat colour (:func:`kpac_tf.data.relight.shade_layers`).
       stamps: share of photo scenes with one to three photographic stamps pasted as
@@ -113,6 +116,7 @@ class SyntheticConfig:
     tones: float = 0.0
     mottle: float = 0.0
     grounds: float = 0.0
+    ground_patches: float = 0.0
     shaded_leaves: float = 0.0
     stamps: float = 0.0
     stamp_dir: str = ""
@@ -132,7 +136,8 @@ class SyntheticConfig:
         if not all(0.0 <= p <= 1.0 for p in (self.in_focus_probability, self.sharp_probability,
                                              self.photo_colour, self.illumination,
                                              self.shadows, self.tones, self.shaded_leaves,
-                                             self.stamps, self.mottle, self.grounds)):
+                                             self.stamps, self.mottle, self.grounds,
+                                             self.ground_patches)):
             raise ValueError("SyntheticConfig probabilities must be in [0, 1].")
         if self.photo_scale[0] <= 0:
             raise ValueError("SyntheticConfig.photo_scale must be positive.")
@@ -345,6 +350,9 @@ class SyntheticDefocusSource:
             if self.config.photo_colour > 0.0 and rng.random() < self.config.photo_colour:
                 image = _photos.jitter_colour(image, rng)
         model = "real"
+        patched = self.config.ground_patches > 0 and rng.random() < self.config.ground_patches
+        if patched:  # drawn only when enabled, so the default stream stays what it was
+            image = _grounds.paste_ground_patches(image, rng)
         # Drawn only when enabled, so the default stream stays what it always was.
         if self._stamps is not None and rng.random() < self.config.stamps:
             if depth is None:
@@ -368,7 +376,7 @@ class SyntheticDefocusSource:
             max_layers=self.config.max_layers,
             highlight_threshold=self.config.highlight_threshold, rng=rng, **params)
         pair.info.update(source=os.path.basename(photo.name), depth_model=model,
-                         base_blur=softness)
+                         base_blur=softness, ground_patches=bool(patched))
         return pair
 
     def _soft_leaves(self, rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:

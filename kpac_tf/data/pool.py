@@ -128,6 +128,8 @@ def render_pool(out_dir: str, count: int, *, kinds: Sequence[str], size: int = 3
              "crops_per_photo": settings["crops_per_photo"]}
     if os.path.exists(record_path):
         old = read_pool_record(out_dir)
+        # A field added to the renderer since the pool was made was at its default then.
+        old["config"] = {**_config_dict(SyntheticConfig()), **dict(old.get("config") or {})}
         changed = [k for k in fixed if json.loads(json.dumps(old.get(k))) != json.loads(json.dumps(fixed[k]))]
         if changed:
             raise ValueError(f"{out_dir} was rendered with other settings ({', '.join(changed)}); "

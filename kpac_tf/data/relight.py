@@ -30,8 +30,8 @@ from scipy import ndimage
 
 from kpac_tf.images.colour import linear_to_srgb, srgb_to_linear
 
-__all__ = ["illumination_field", "mottle_field", "relight", "shade_layers", "shadow_field",
-           "soft_edge", "soft_gain", "tone"]
+__all__ = ["illumination_field", "mottle_field", "region_shape", "relight", "shade_layers",
+           "shadow_field", "soft_edge", "soft_gain", "tone"]
 
 
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +77,9 @@ def illumination_field(height: int, width: int, rng: np.random.Generator) -> np.
     return np.broadcast_to(gain, (height, width)).astype(np.float32)
 
 
-def _shadow_shape(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A hard-edged shadow mask in {0, 1}: a half-plane, an ellipse or a band."""
+def region_shape(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A hard-edged region mask in {0, 1}, float32 HxW: a half-plane, an ellipse or a
+    band (the shape of a cast shadow or of a pasted patch)."""
     ys, xs = _grid(height, width)
     kind = rng.integers(3)
     angle = rng.uniform(0.0, 2.0 * math.pi)
@@ -109,7 +110,7 @@ def shadow_field(height: int, width: int, rng: np.random.Generator,
     ``penumbra``."""
     gain = np.ones((height, width), np.float32)
     for _ in range(int(rng.integers(1, 4))):
-        mask = _shadow_shape(height, width, rng)
+        mask = region_shape(height, width, rng)
         width_px = math.exp(rng.uniform(math.log(penumbra[0]), math.log(penumbra[1])))
         gain *= 1.0 - np.float32(rng.uniform(0.25, 0.75)) * soft_edge(mask, width_px)
     return gain
