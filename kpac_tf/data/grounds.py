@@ -16,8 +16,9 @@ sharp target:
   depth and the network has to read the context to tell it from defocus.
 
 Layer colours are linear light, premultiplied by alpha, float32 [K, 4, H, W] in
-[0, 1] (a blob may reach ``light_gain``); photos are float32 HWC sRGB in [0, 1]. NumPy and SciPy only; every draw comes from
-the generator given, so a scene is a function of its seed.
+[0, 1] (a blob may reach ``light_gain``); photos are float32 HWC sRGB in [0, 1]. NumPy
+and SciPy only; every draw comes from the generator given, so a scene is a function of
+its seed.
 """
 from __future__ import annotations
 

@@ -350,10 +350,11 @@ class SyntheticDefocusSource:
             if self.config.photo_colour > 0.0 and rng.random() < self.config.photo_colour:
                 image = _photos.jitter_colour(image, rng)
         model = "real"
+        # Patches and stamps are drawn only when enabled, so the default stream stays
+        # what it always was.
         patched = self.config.ground_patches > 0 and rng.random() < self.config.ground_patches
-        if patched:  # drawn only when enabled, so the default stream stays what it was
+        if patched:
             image = _grounds.paste_ground_patches(image, rng)
-        # Drawn only when enabled, so the default stream stays what it always was.
         if self._stamps is not None and rng.random() < self.config.stamps:
             if depth is None:
                 depth, model = random_depth(image.shape[0], image.shape[1], rng,
